@@ -1,0 +1,42 @@
+# Two commands matter: `make demo` and `make test`. Everything else is a step they use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv is the installer; bootstrap it with pip when the machine lacks it.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export KAP_HOME ?= $(CURDIR)/var
+RUN := $(UV) run --frozen --no-sync
+DEMO_PATIENTS ?= 200
+DEMO_DAYS ?= 180
+DEMO_FAULT_RATE ?= 0.01
+
+.PHONY: help uv sync demo test generate run ui docs bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+uv: ## Install uv if it is missing
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+sync: uv ## Install the locked environment into .venv
+	$(UV) sync --frozen
+
+demo: sync ## Set up, generate a sample clinic, run kap_nightly through Airflow, print a summary
+	$(RUN) kap generate --out $(KAP_HOME)/landing --patients $(DEMO_PATIENTS) --days $(DEMO_DAYS) --fault-rate $(DEMO_FAULT_RATE)
+	$(RUN) kap airflow dags test kap_nightly
+	@$(RUN) kap summary
+
+test: sync ## Run the test suite
+	$(RUN) pytest
+
+run: sync ## Run the nightly pipeline without Airflow on $(KAP_HOME)/landing
+	$(RUN) kap run $(KAP_HOME)/landing
+
+ui: sync ## Airflow standalone on http://127.0.0.1:8080 (login in the README)
+	$(RUN) kap airflow standalone
+
+docs: sync ## Regenerate the docs rendered from code
+	$(RUN) kap docs
+
+clean: ## Remove everything generated under $(KAP_HOME)
+	rm -rf $(KAP_HOME)

@@ -1,0 +1,1 @@
+"""KAP care-pathway pipeline: the importable logic behind `kap` and the DAGs."""

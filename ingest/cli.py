@@ -1,0 +1,193 @@
+"""`kap`: the command line. Each command calls the same functions as the Airflow DAGs.
+
+Imports are lazy so that `kap --help` answers at once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ingest.config import Settings
+
+HOME_HELP = "Pipeline home (default: $KAP_HOME, else var/ in the project root)."
+
+
+def _settings(home: str | None) -> Settings:
+    return Settings.from_env(home).ensure_dirs()
+
+
+def _as_of(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO timestamp such as 2025-06-01T00:00:00") from None
+    return parsed.replace(tzinfo=None).isoformat(sep=" ") if parsed.tzinfo is None else \
+        parsed.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+
+
+def _echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+home_option = click.option("--home", envvar="KAP_HOME", default=None, help=HOME_HELP)
+as_of_option = click.option("--as-of", "as_of", default=None, metavar="TIMESTAMP",
+                            help="Rebuild as the clinic knew it at this time (UTC), e.g. 2025-06-01T00:00:00.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
+def main(verbose: bool) -> None:
+    """KAP care-pathway pipeline: landing exports -> event log -> marts -> analytics.duckdb."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Landing folder to write (ehr/, dosing/, notes/ are created in it).")
+@click.option("--patients", type=click.IntRange(1), default=200, show_default=True, help="Patients referred.")
+@click.option("--days", type=click.IntRange(1), default=180, show_default=True, help="Days of clinic activity.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed: same seed, same bytes.")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of records made bad on purpose, plus re-exports with corrections and retractions.")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2025-01-06", show_default=True,
+              help="First day of clinic activity.")
+def generate(out: Path, patients: int, days: int, seed: int, fault_rate: float, start: dt.datetime) -> None:
+    """Write a seeded sample clinic network: FHIR R4 bulk NDJSON, a dosing log CSV, therapy notes JSONL."""
+    from ingest.generator import generate as run_generate
+
+    with click.progressbar(length=patients, label="simulating patients", file=sys.stderr) as bar:
+        summary = run_generate(out, patients=patients, days=days, seed=seed, fault_rate=fault_rate,
+                               start=start.date(), progress=bar.update)
+    _echo_json(summary)
+
+
+@main.command()
+@click.argument("landing", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@home_option
+def ingest(landing: Path, home: str | None) -> None:
+    """Ingest new files of a landing folder (ehr/, dosing/, notes/) into the event log, exactly once."""
+    from ingest.pipeline import new_run_id, step_ingest
+
+    settings = _settings(home)
+    summary = step_ingest(landing, settings, new_run_id(), progress=lambda msg: click.echo(msg, err=True))
+    _echo_json(summary.to_dict())
+
+
+@main.command()
+@home_option
+@as_of_option
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
+def build(home: str | None, as_of: str | None, full_refresh: bool) -> None:
+    """Build staging, intermediate and mart tables with dbt from the event log."""
+    from ingest.pipeline import step_build
+
+    step_build(_settings(home), as_of=_as_of(as_of), full_refresh=full_refresh)
+    click.echo("dbt build finished")
+
+
+@main.command()
+@home_option
+@click.option("--stage", type=click.Choice(["landing", "marts", "all"]), default="all", show_default=True,
+              help="Which checks to run: on the ingested landing data, on the marts, or both.")
+@as_of_option
+def validate(home: str | None, stage: str, as_of: str | None) -> None:
+    """Run the data-quality checks; exit 1 when a critical check fails."""
+    from ingest.pipeline import new_run_id, step_validate
+    from ingest.quality import CriticalCheckFailed
+
+    settings, run_id = _settings(home), new_run_id()
+    stages = ["landing", "marts"] if stage == "all" else [stage]
+    try:
+        for one in stages:
+            outcome = step_validate(settings, one, run_id, _as_of(as_of))
+            click.echo(str(outcome))
+    except CriticalCheckFailed as failure:
+        raise click.ClickException(str(failure)) from None
+
+
+@main.command()
+@home_option
+@as_of_option
+@click.option("--target", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of KAP_HOME/analytics.duckdb.")
+def publish(home: str | None, as_of: str | None, target: Path | None) -> None:
+    """Publish the marts to analytics.duckdb atomically (readers see the old or the new file)."""
+    from ingest.pipeline import new_run_id, step_publish
+
+    path = step_publish(_settings(home), new_run_id(), _as_of(as_of), target)
+    click.echo(f"published {path}")
+
+
+@main.command()
+@click.argument("landing", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@home_option
+@as_of_option
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
+def run(landing: Path, home: str | None, as_of: str | None, full_refresh: bool) -> None:
+    """The whole nightly pipeline without Airflow: ingest, check, build, check, publish, report."""
+    from ingest.pipeline import run as run_pipeline
+    from ingest.quality import CriticalCheckFailed
+
+    settings = _settings(home)
+    try:
+        summary = run_pipeline(landing, settings, as_of=_as_of(as_of), full_refresh=full_refresh,
+                               progress=lambda msg: click.echo(msg, err=True))
+    except CriticalCheckFailed as failure:
+        raise click.ClickException(f"{failure}\nanalytics.duckdb was left as it was.") from None
+    click.echo(f"run {summary.run_id}: published {summary.published}")
+    if summary.report:
+        click.echo(f"report: {summary.report}")
+
+
+@main.command()
+@home_option
+def summary(home: str | None) -> None:
+    """Print what the published analytics.duckdb holds: patients, episodes, doses, headline figures."""
+    from ingest.summary import describe
+
+    click.echo(describe(_settings(home)))
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write (default: docs/ in the project root).")
+def docs(out: Path | None) -> None:
+    """Regenerate docs/events.md and docs/quarantine.md from the code's catalogues."""
+    from ingest import events, reasons
+    from ingest.config import PROJECT_ROOT
+
+    folder = out or PROJECT_ROOT / "docs"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "events.md").write_text(events.render_markdown())
+    (folder / "quarantine.md").write_text(reasons.render_markdown())
+    click.echo(f"wrote {folder / 'events.md'} and {folder / 'quarantine.md'}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@home_option
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def airflow(home: str | None, args: tuple[str, ...]) -> None:
+    """Run the `airflow` CLI with this project's environment (AIRFLOW_HOME inside KAP_HOME, our DAGs).
+
+    Example: kap airflow dags test kap_nightly
+    """
+    from ingest.airflow_env import airflow_environ, prepare
+
+    settings = _settings(home)
+    env = {**os.environ, **airflow_environ(settings)}
+    prepare(settings)
+    airflow_bin = Path(sys.executable).with_name("airflow")
+    os.execve(str(airflow_bin), [str(airflow_bin), *args], env)
+
+
+if __name__ == "__main__":
+    main()

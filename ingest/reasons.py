@@ -1,0 +1,47 @@
+"""Reason codes for rejected records (raw.quarantine) and rejected files (raw.ingest_files).
+
+One documented list, rendered into docs/quarantine.md by `kap docs`.
+"""
+from __future__ import annotations
+
+RECORD_REASONS: dict[str, str] = {
+    "unparseable": "The line is not valid JSON, or the CSV row cannot be split into the header's columns.",
+    "invalid_encoding": "The line is not valid UTF-8.",
+    "not_an_object": "The JSON line is valid but not an object (an array, a string, a number).",
+    "missing_resource_type": "A FHIR line without `resourceType`.",
+    "missing_required_field": "A required element/column is empty or absent (detail names it).",
+    "wrong_type": "A value cannot be read as its type: a non-numeric dose, a malformed timestamp (detail names the field).",
+    "invalid_code": "A coded value outside its value set: unknown route, drug, status or session type.",
+    "missing_value": "An Observation with no value (`dataAbsentReason`, or no value[x]/component).",
+    "unknown_instrument": "An Observation whose code is neither a known instrument nor a known vital sign.",
+    "out_of_range": "A value outside its plausible range: dose per route, BP, SpO2, heart rate, a score beyond its instrument's maximum.",
+    "unknown_patient": "The record names a patient (reference or MRN) the warehouse does not know.",
+    "future_time": "The record happened more than a day after it was ingested.",
+    "before_birth": "The record happened before the patient's birth year.",
+    "end_before_start": "An end time earlier than its start time.",
+    "conflicting_duplicate": "The same record id and version arrived again with different content.",
+    "duplicate_in_file": "The same record id and version appears twice in one file (the first is kept).",
+}
+
+FILE_REASONS: dict[str, str] = {
+    "empty_file": "The file has no bytes or no records (header only).",
+    "missing_columns": "A CSV lacks a required column (detail names them).",
+    "compressed_without_extension": "The file is gzip data but its name lacks `.gz`.",
+    "outside_landing": "A symlink or path that resolves outside the landing folder.",
+    "unstable_file": "The file changed while it was read (still being written); it is retried on the next run.",
+    "unreadable": "The file cannot be opened or decoded at all.",
+}
+
+
+def render_markdown() -> str:
+    lines = ["# Quarantine and rejection reason codes", "",
+             "Generated from `ingest/reasons.py` by `kap docs`; do not edit by hand.", "",
+             "## Record-level (`raw.quarantine.reason_code`)", "",
+             "| reason code | meaning |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in RECORD_REASONS.items()]
+    lines += ["", "## File-level (`raw.ingest_files.reject_reason`, status `rejected`)", "",
+              "| reason code | meaning |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in FILE_REASONS.items()]
+    lines += ["", "A rejected file's lines are not counted as records; `unstable_file` is not recorded at",
+              "all, so the file is tried again on the next run."]
+    return "\n".join(lines) + "\n"
