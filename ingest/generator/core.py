@@ -1,0 +1,131 @@
+"""`generate()`: simulate the network patient by patient and stream the three landing folders."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from .dosing import CSV_COLUMNS, csv_row
+from .faults import FaultInjector, RecordContext
+from .fhir import PatientFhir, network_resources
+from .model import simulate_patient
+from .network import build_network
+from .notes import note_record
+
+DOSING_FILE = "dosing/dosing_log.csv"
+NOTES_FILE = "notes/therapy_notes.jsonl"
+# files this generator owns: stale ones from an earlier run in the same folder are removed first
+_OWN = {"ehr": re.compile(r"^[A-Z][A-Za-z]+\.\d{3}\.ndjson$"),
+        "dosing": re.compile(r"^dosing_log(_amendments)?\.csv$"),
+        "notes": re.compile(r"^therapy_notes(_amendments)?\.jsonl$")}
+
+
+class _Files:
+    """Lazily opened output files with line counts; EHR files are one per resource type."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.handles: dict[str, BinaryIO] = {}
+        self.counts: dict[str, int] = {}
+
+    def write(self, rel: str, lines: list[bytes], header: bytes | None = None) -> None:
+        fh = self.handles.get(rel)
+        if fh is None:
+            fh = (self.out / rel).open("wb", buffering=1 << 20)
+            self.handles[rel] = fh
+            self.counts[rel] = 0
+            if header is not None:
+                fh.write(header + b"\n")
+        for line in lines:
+            fh.write(line)
+            fh.write(b"\n")
+        self.counts[rel] += len(lines)
+
+    def close(self) -> None:
+        for fh in self.handles.values():
+            fh.close()
+
+
+def generate(out_dir: Path, patients: int = 200, days: int = 180, seed: int = 42,
+             fault_rate: float = 0.0, start: dt.date = dt.date(2025, 1, 6),
+             progress: Callable[[int], None] | None = None) -> dict:
+    """Write a seeded sample clinic network into `out_dir` (ehr/, dosing/, notes/) and return counts.
+
+    Same arguments, same bytes. `progress(n)` is called with the number of patients simulated since
+    the previous call (an increment; the calls sum to `patients`).
+    """
+    if patients < 1 or days < 1:
+        raise ValueError("patients and days must be at least 1")
+    if not 0.0 <= fault_rate <= 1.0:
+        raise ValueError("fault_rate must be between 0 and 1")
+    out = Path(out_dir)
+    for sub, pattern in _OWN.items():
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for old in sorted((out / sub).iterdir()):
+            if old.is_file() and pattern.match(old.name):
+                old.unlink()
+
+    cutoff = dt.datetime.combine(start + dt.timedelta(days=days), dt.time())
+    net = build_network(random.Random(f"kap:{seed}:network"), patients)
+    faults = FaultInjector(fault_rate, seed, patients, cutoff)
+    files = _Files(out)
+    csv_header = faults.csv_line(list(CSV_COLUMNS))
+    files.write(DOSING_FILE, [], header=csv_header)
+    files.write(NOTES_FILE, [])
+    for res in network_resources(net, start):
+        files.write(f"ehr/{res['resourceType']}.000.ndjson", [faults.ehr(res, RecordContext(0))[0]])
+
+    episodes = doses = 0
+    pending_progress = 0
+    for index in range(patients):
+        rng = random.Random(f"kap:{seed}:patient:{index}")
+        story = simulate_patient(index, rng, net, start, days)
+        ctx = RecordContext(story.person.birth_date.year)
+
+        def emit(res: dict) -> None:
+            files.write(f"ehr/{res['resourceType']}.000.ndjson", faults.ehr(res, ctx))
+
+        PatientFhir(story, rng, cutoff, emit).write()
+        episodes += sum(1 for ep in story.episodes if ep.start <= cutoff)
+        note_no = 0
+        for s in story.sessions:
+            if s.start > cutoff:
+                continue
+            d = s.dose
+            if d is not None and d.given:
+                doses += 1
+                if d.in_log and d.recorded_at <= cutoff:
+                    files.write(DOSING_FILE, faults.dosing(csv_row(d, story.clinic.id, story.person.mrn,
+                                                                   story.clinic.offset), ctx))
+            if s.has_note:
+                note_no += 1
+                rec = note_record(story, s, note_no, rng, cutoff)
+                if rec is not None:
+                    files.write(NOTES_FILE, faults.note(rec, ctx))
+        pending_progress += 1
+        if progress is not None and (pending_progress >= 50 or index == patients - 1):
+            progress(pending_progress)
+            pending_progress = 0
+
+    # re-exports: later files with corrections, retractions and conflicting copies
+    for rel in sorted(faults.reexports):
+        header = csv_header if rel.endswith(".csv") else None
+        files.write(rel, faults.reexports[rel], header=header)
+    files.close()
+    counts = dict(sorted(files.counts.items()))
+    return {
+        "out_dir": str(out),
+        "seed": seed,
+        "start": start.isoformat(),
+        "days": days,
+        "fault_rate": fault_rate,
+        "clinics": len(net.clinics),
+        "patients": patients,
+        "episodes": episodes,
+        "doses": doses,
+        "files": counts,
+        "records": sum(counts.values()),
+        "faults_injected": dict(sorted(faults.counts.items())),
+    }
