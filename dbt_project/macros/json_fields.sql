@@ -1,0 +1,45 @@
+{#- Typed access to fields of the event payload (JSON). Dispatched so another adapter can supply its
+    own JSON syntax (DESIGN.md section 3: keep the SQL portable); the default is DuckDB's.
+    Values that do not convert become null (ingest has validated them already). -#}
+
+{% macro json_text(column, field) -%}
+    {{ return(adapter.dispatch('json_text', 'kap')(column, field)) }}
+{%- endmacro %}
+{% macro default__json_text(column, field) -%}
+    nullif(json_extract_string({{ column }}, '$.{{ field }}'), '')
+{%- endmacro %}
+
+{% macro json_number(column, field) -%}
+    try_cast({{ json_text(column, field) }} as double)
+{%- endmacro %}
+
+{% macro json_integer(column, field) -%}
+    cast(round(try_cast({{ json_text(column, field) }} as double)) as integer)
+{%- endmacro %}
+
+{% macro json_boolean(column, field) -%}
+    case lower({{ json_text(column, field) }})
+        when 'true' then true when '1' then true when 'yes' then true
+        when 'false' then false when '0' then false when 'no' then false
+    end
+{%- endmacro %}
+
+{#- Timestamps are stored in UTC; an explicit offset, if any, is honoured. -#}
+{% macro json_timestamp(column, field) -%}
+    {{ return(adapter.dispatch('json_timestamp', 'kap')(column, field)) }}
+{%- endmacro %}
+{% macro default__json_timestamp(column, field) -%}
+    cast(timezone('UTC', try_cast({{ json_text(column, field) }} as timestamptz)) as timestamp)
+{%- endmacro %}
+
+{% macro json_date(column, field) -%}
+    try_cast(left({{ json_text(column, field) }}, 10) as date)
+{%- endmacro %}
+
+{#- A JSON list of strings, flattened to 'a,b,c' (portable string, no array type in marts). -#}
+{% macro json_string_list(column, field) -%}
+    {{ return(adapter.dispatch('json_string_list', 'kap')(column, field)) }}
+{%- endmacro %}
+{% macro default__json_string_list(column, field) -%}
+    nullif(array_to_string(list_sort(cast(json_extract({{ column }}, '$.{{ field }}') as varchar[])), ','), '')
+{%- endmacro %}

@@ -1,0 +1,92 @@
+{#- Grain: one row per non-dosing session (session_key): consult, preparation, integration,
+    psychotherapy, discharge. Rule (ours), the same as for doses: an EHR Encounter and a therapy
+    note are one session when they share patient, UTC day of start and session type (paired in
+    start order). The EHR gives the status, the note fills what the EHR lacks; the session counts
+    as attended when either source says it was attended. The episode is the Encounter's
+    EpisodeOfCare when it names one, else the episode window holding the start. -#}
+with encounters as (
+    select
+        *,
+        cast(start_at as date) as session_date,
+        row_number() over (
+            partition by patient_key, cast(start_at as date), session_type
+            order by start_at, encounter_id
+        ) as day_slot
+    from {{ ref('stg_ehr__encounters') }}
+    where session_type in ('consult', 'preparation', 'integration', 'psychotherapy', 'discharge')
+      and patient_key is not null
+),
+
+notes as (
+    select
+        *,
+        cast(start_at as date) as session_date,
+        row_number() over (
+            partition by patient_key, cast(start_at as date), session_type
+            order by start_at, note_id
+        ) as day_slot
+    from {{ ref('stg_notes__therapy_notes') }}
+    where patient_key is not null
+),
+
+paired as (
+    select
+        case when e.encounter_id is not null then 'enc-' || e.encounter_id
+             else 'note-' || n.note_id end as session_key,
+        coalesce(e.patient_key, n.patient_key) as patient_key,
+        coalesce(e.clinic_id, n.clinic_id) as clinic_id,
+        coalesce(e.session_type, n.session_type) as session_type,
+        e.encounter_id,
+        n.note_id,
+        e.appointment_id,
+        e.episode_id,
+        e.practitioner_id,
+        n.therapist_id,
+        case when e.encounter_id is not null and n.note_id is not null then 'both'
+             when e.encounter_id is not null then 'ehr_only'
+             else 'notes_only' end as source_match,
+        e.encounter_status,
+        e.encounter_class,
+        e.cpt_code,
+        n.modality,
+        n.tags as note_tags,
+        coalesce(e.duration_min, n.duration_min) as duration_min,
+        (coalesce(e.is_attended, false) or coalesce(n.is_attended, false)) as is_attended,
+        coalesce(e.start_at, n.start_at) as start_at,
+        coalesce(e.end_at, n.end_at) as end_at
+    from encounters as e
+    full outer join notes as n
+        on e.patient_key = n.patient_key
+        and e.session_date = n.session_date
+        and e.session_type = n.session_type
+        and e.day_slot = n.day_slot
+)
+
+select
+    p.session_key,
+    p.patient_key,
+    coalesce(named.episode_key, windowed.episode_key) as episode_key,
+    p.clinic_id,
+    p.encounter_id,
+    p.note_id,
+    p.appointment_id,
+    p.practitioner_id,
+    p.therapist_id,
+    p.session_type,
+    p.source_match,
+    p.encounter_status,
+    p.encounter_class,
+    p.cpt_code,
+    p.modality,
+    p.note_tags,
+    p.duration_min,
+    p.is_attended,
+    cast(p.start_at as date) as session_date,
+    p.start_at,
+    p.end_at
+from paired as p
+left join {{ ref('int_patient_episodes') }} as named
+    on named.source_episode_id = p.episode_id
+    and named.patient_key = p.patient_key
+left join {{ ref('int_patient_episodes') }} as windowed
+    on {{ episode_window_join('windowed', 'p.patient_key', 'p.start_at') }}

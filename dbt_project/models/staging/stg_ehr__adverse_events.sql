@@ -1,0 +1,13 @@
+select
+    {{ json_text('payload', 'adverse_event_id') }} as adverse_event_id,
+    patient_key,
+    {{ json_text('payload', 'encounter_id') }} as encounter_id,
+    {{ json_text('payload', 'suspect_administration_id') }} as suspect_administration_id,
+    {{ json_text('payload', 'event_code') }} as event_code,
+    {{ json_text('payload', 'event_display') }} as event_display,
+    lower({{ json_text('payload', 'seriousness') }}) as seriousness,
+    lower({{ json_text('payload', 'severity') }}) as severity,
+    occurred_at as adverse_event_at,
+    recorded_at
+from {{ ref('stg_raw__current_events') }}
+where event_type = 'adverse_event_reported'

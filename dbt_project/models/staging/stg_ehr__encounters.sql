@@ -1,0 +1,22 @@
+{#- Grain: one row per encounter (session), current version. session_type comes from the event
+    type (encounter_<type>), falling back to the payload. -#}
+select
+    {{ json_text('payload', 'encounter_id') }} as encounter_id,
+    patient_key,
+    {{ json_text('payload', 'appointment_id') }} as appointment_id,
+    {{ json_text('payload', 'episode_id') }} as episode_id,
+    {{ json_text('payload', 'clinic_id') }} as clinic_id,
+    {{ json_text('payload', 'practitioner_id') }} as practitioner_id,
+    coalesce(nullif(replace(event_type, 'encounter_', ''), 'other'),
+             {{ json_text('payload', 'session_type') }}, 'other') as session_type,
+    lower({{ json_text('payload', 'status') }}) as encounter_status,
+    {{ json_text('payload', 'encounter_class') }} as encounter_class,
+    {{ json_text('payload', 'cpt_code') }} as cpt_code,
+    {{ json_number('payload', 'duration_min') }} as duration_min,
+    lower(coalesce({{ json_text('payload', 'status') }}, '')) in
+        ('finished', 'in-progress', 'arrived', 'triaged', 'onleave', 'completed') as is_attended,
+    coalesce({{ json_timestamp('payload', 'start_at') }}, occurred_at) as start_at,
+    {{ json_timestamp('payload', 'end_at') }} as end_at,
+    recorded_at
+from {{ ref('stg_raw__current_events') }}
+where event_type like 'encounter\_%' escape '\'

@@ -1,0 +1,12 @@
+{#- Grain: one row per EpisodeOfCare, current version. -#}
+select
+    {{ json_text('payload', 'episode_id') }} as episode_id,
+    patient_key,
+    {{ json_text('payload', 'clinic_id') }} as clinic_id,
+    lower({{ json_text('payload', 'status') }}) as episode_status,
+    event_type = 'episode_closed' as is_closed,
+    coalesce({{ json_timestamp('payload', 'start_at') }}, occurred_at) as start_at,
+    {{ json_timestamp('payload', 'end_at') }} as end_at,
+    recorded_at
+from {{ ref('stg_raw__current_events') }}
+where event_type in ('episode_opened', 'episode_closed')

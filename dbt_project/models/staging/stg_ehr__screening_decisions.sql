@@ -1,0 +1,11 @@
+select
+    {{ json_text('payload', 'observation_id') }} as observation_id,
+    patient_key,
+    {{ json_text('payload', 'encounter_id') }} as encounter_id,
+    lower({{ json_text('payload', 'decision') }}) as decision,
+    {{ json_text('payload', 'reason_code') }} as reason_code,
+    lower({{ json_text('payload', 'status') }}) as observation_status,
+    occurred_at as decided_at,
+    recorded_at
+from {{ ref('stg_raw__current_events') }}
+where event_type = 'screening_decided'

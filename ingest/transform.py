@@ -1,0 +1,163 @@
+"""Run the dbt project (staging -> intermediate -> marts) in-process on the warehouse.
+
+`build` is what `kap build`, `kap run` and the DAGs call; `parse` writes the manifest.json that the
+Airflow DAG's astronomer-cosmos task group reads (LoadMode.DBT_MANIFEST).
+
+dbt-duckdb opens its own read-write handle on warehouse.duckdb, so the caller must not hold a
+DuckDB connection of its own on that file while dbt runs (DuckDB allows one writer). `build` takes
+the (re-entrant) writer lock itself, so a caller that already holds it just nests.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ingest.config import DBT_PROJECT_DIR, Settings
+from ingest.warehouse import writer_lock
+
+log = logging.getLogger(__name__)
+
+_AS_OF = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?Z?$")
+# dbtRunner is not re-entrant, and KAP_WAREHOUSE is process-global: one dbt call at a time.
+_dbt_call = threading.Lock()
+
+
+class DbtBuildError(RuntimeError):
+    """dbt finished with errors or failing tests; `failures` names the failing nodes."""
+
+    def __init__(self, message: str, failures: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+
+
+def _vars(as_of: str | None) -> str:
+    if as_of is None:
+        return json.dumps({"as_of": None})
+    text = str(as_of).strip()
+    if not _AS_OF.match(text):
+        raise ValueError(f"as_of must look like 2025-06-01T00:00:00 (UTC), got {as_of!r}")
+    return json.dumps({"as_of": text.rstrip("Z")})
+
+
+def _common_args(settings: Settings) -> list[str]:
+    return [
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(settings.dbt_target_dir),
+        "--log-path", str(settings.dbt_log_dir),
+    ]
+
+
+@contextmanager
+def _warehouse_env(settings: Settings) -> Iterator[None]:
+    """Point the dbt profile at this warehouse for the duration of one dbt call."""
+    previous = os.environ.get("KAP_WAREHOUSE")
+    os.environ["KAP_WAREHOUSE"] = str(settings.warehouse)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("KAP_WAREHOUSE", None)
+        else:
+            os.environ["KAP_WAREHOUSE"] = previous
+
+
+def _invoke(args: list[str], settings: Settings):
+    from dbt.cli.main import dbtRunner  # imported lazily: no work at import time (DAG parsing)
+
+    settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
+    settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
+    with _dbt_call, _warehouse_env(settings):
+        log.info("dbt %s", " ".join(args))
+        try:
+            return dbtRunner().invoke(args)
+        finally:
+            _release_duckdb()
+
+
+def _release_duckdb() -> None:
+    """Close the DuckDB handle dbt-duckdb caches per process after a dbt call.
+
+    dbt-duckdb keeps its environment (and the read-write handle on warehouse.duckdb) alive in a
+    class attribute after `invoke` returns; left open, the next step in this process (checks,
+    publish, a read-only connection) fails with "different configuration than existing
+    connections", and the file stays locked for other processes.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # adapter not loaded: nothing to release
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if env is not None:
+            try:
+                env.close()
+            except Exception:  # noqa: BLE001 - closing is best effort; the handle is dropped anyway
+                log.debug("closing the dbt-duckdb environment failed", exc_info=True)
+
+
+def _failures(result) -> list[str]:
+    """Names of the nodes that errored or failed (tests at severity error)."""
+    failed: list[str] = []
+    for node_result in getattr(result.result, "results", None) or []:
+        status = str(getattr(node_result, "status", "")).lower()
+        if status.endswith(("error", "fail", "runtimeerr")):
+            node = getattr(node_result, "node", None)
+            name = getattr(node, "unique_id", None) or getattr(node, "name", "?")
+            message = (getattr(node_result, "message", None) or "").strip().splitlines()
+            failed.append(f"{name}: {status}" + (f" - {message[0]}" if message else ""))
+    return failed
+
+
+def run_dbt(settings: Settings, command: list[str], as_of: str | None = None) -> object:
+    """Run one dbt command (e.g. ["test", "--select", "test_type:unit"]) on the warehouse.
+
+    Raises DbtBuildError naming the failing nodes when dbt does not succeed.
+    """
+    args = [*command, *_common_args(settings), "--vars", _vars(as_of)]
+    with writer_lock(settings):
+        result = _invoke(args, settings)
+    if not result.success:
+        failures = _failures(result)
+        if result.exception is not None and not failures:
+            failures = [f"{type(result.exception).__name__}: {result.exception}"]
+        detail = "\n  ".join(failures) or "no node failed; see the dbt log"
+        raise DbtBuildError(
+            f"dbt {command[0]} failed ({len(failures)} failing nodes; log in {settings.dbt_log_dir}):\n  {detail}",
+            failures,
+        )
+    return result.result
+
+
+def build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
+          select: str | None = None) -> None:
+    """`dbt build` (models, unit tests and data tests) on the warehouse, as known at `as_of`.
+
+    as_of: UTC timestamp 'YYYY-MM-DDTHH:MM:SS' (None = everything recorded). It also fixes "now"
+    for the as-of rules (dropout), so the same events and as_of give the same marts.
+    """
+    command = ["build"]
+    if full_refresh:
+        command.append("--full-refresh")
+    if select:
+        command += ["--select", select]
+    run_dbt(settings, command, as_of=as_of)
+    log.info("dbt build finished (as_of=%s)", as_of or "latest")
+
+
+def parse(settings: Settings) -> Path:
+    """Parse the project and return the path of the manifest.json it writes (for Cosmos)."""
+    result = _invoke(["parse", *_common_args(settings)], settings)
+    if not result.success:
+        raise DbtBuildError(f"dbt parse failed: {result.exception}")
+    manifest = settings.dbt_target_dir / "manifest.json"
+    if not manifest.exists():
+        raise DbtBuildError(f"dbt parse succeeded but wrote no {manifest}")
+    return manifest
