@@ -1,0 +1,243 @@
+"""Run catalogue checks: SQL in DuckDB narrows each check to a small pandas DataFrame, and a
+Great Expectations 1.x expectation (ephemeral context, pandas engine) judges it.
+
+GX's SQL datasource is broken on DuckDB (STACK.md), so every check reads its rows with DuckDB
+first. Only the columns a check needs are fetched; a `condition` is computed by DuckDB into a
+boolean column `_ok` which GX then expects to be all true. Nothing here reads the wall clock.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import duckdb
+
+from ingest.quality.catalogue import Check
+from ingest.quality.targets import (LANDING_VIEWS, MART_KEYS, bind, location, mart_table,
+                                    relation_sql)
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SIZE = 10
+
+
+@dataclass
+class CheckResult:
+    run_id: str
+    stage: str
+    check_id: str
+    target: str
+    column: str
+    check_type: str
+    kahn_category: str
+    severity: str
+    status: str                 # passed | failed | not_run
+    rows_checked: int | None
+    rows_failed: int | None
+    pct_failed: float | None
+    threshold_pct: float
+    failing_keys_sample: list[str] = field(default_factory=list)
+    note: str = ""
+    location: str = ""
+    detail: str = ""            # why not run, or what failed, in words
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def is_critical_failure(self) -> bool:
+        return self.status == "failed" and self.severity == "critical"
+
+
+# --- Great Expectations, imported lazily (about 6 s) -------------------------------------------
+
+_GX: dict[str, Any] = {}
+
+
+def _gx():
+    if not _GX:
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        import great_expectations as gx
+        import great_expectations.expectations as gxe
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = context.data_sources.add_pandas("kap_quality")
+        asset = source.add_dataframe_asset("check_rows")
+        _GX.update(gx=gx, gxe=gxe, context=context,
+                   batch_definition=asset.add_batch_definition_whole_dataframe("whole"))
+    return _GX
+
+
+def expectation_for(check: Check):
+    """Translate one catalogue row into a GX 1.x expectation on the check's DataFrame."""
+    gxe = _gx()["gxe"]
+    mostly = max(0.0, min(1.0, 1.0 - check.threshold_pct / 100.0))
+    meta = {"check_id": check.check_id}
+    kind = check.check_type
+    if kind == "not_null":
+        return gxe.ExpectColumnValuesToNotBeNull(column=check.columns[0], mostly=mostly, meta=meta)
+    if kind == "unique":
+        if len(check.columns) > 1:
+            return gxe.ExpectCompoundColumnsToBeUnique(column_list=check.columns, mostly=mostly, meta=meta)
+        return gxe.ExpectColumnValuesToBeUnique(column=check.columns[0], mostly=mostly, meta=meta)
+    if kind == "in_set":
+        return gxe.ExpectColumnValuesToBeInSet(column=check.columns[0], value_set=check.value_set(),
+                                               mostly=mostly, meta=meta)
+    if kind == "between":
+        low, high = check.bounds()
+        return gxe.ExpectColumnValuesToBeBetween(column=check.columns[0], min_value=low, max_value=high,
+                                                 mostly=mostly, meta=meta)
+    if kind == "condition":
+        return gxe.ExpectColumnValuesToBeInSet(column="_ok", value_set=[True], mostly=mostly, meta=meta)
+    if kind == "row_count_min":
+        return gxe.ExpectTableRowCountToBeBetween(min_value=int(float(check.params)), meta=meta)
+    raise ValueError(f"unknown check type {kind}")
+
+
+# --- SQL side ----------------------------------------------------------------------------------
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _mart_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str] | None:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'marts' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+    return [r[0] for r in rows] or None
+
+
+def _key_expr(check: Check, mart_cols: list[str] | None) -> str:
+    table = mart_table(check.target)
+    if table is None:
+        return _quote(LANDING_VIEWS[check.target.split(".", 1)[1]].key)
+    for candidate in MART_KEYS.get(table, ()):
+        if candidate in (mart_cols or []):
+            return _quote(candidate)
+    return _quote(mart_cols[0]) if mart_cols else "NULL"
+
+
+def check_sql(check: Check, run_id: str, now: str | None, mart_cols: list[str] | None = None) -> str:
+    """The query producing the DataFrame GX validates for this check."""
+    relation = relation_sql(check.target)
+    where = f"WHERE {check.where}" if check.where else ""
+    key = f"CAST({_key_expr(check, mart_cols)} AS VARCHAR) AS _key"
+    kind = check.check_type
+    if kind == "condition":
+        select = f"{key}, coalesce(({check.params}), FALSE) AS _ok"
+    elif kind == "row_count_min":
+        select = key
+    elif kind == "between":
+        select = f"{key}, CAST({_quote(check.columns[0])} AS DOUBLE) AS {_quote(check.columns[0])}"
+    else:
+        select = ", ".join([key] + [_quote(c) for c in check.columns])
+    sql = f"SELECT {select} FROM {relation} AS t {where}"
+    if kind == "row_count_min":
+        sql += f" LIMIT {max(int(float(check.params)), 1)}"
+    return bind(sql, run_id, now)
+
+
+def _not_run(check: Check, run_id: str, reason: str) -> CheckResult:
+    detail = reason
+    if check.severity == "critical":
+        detail += " (catalogue severity critical; reported as warning until it can run)"
+    return CheckResult(run_id, check.stage, check.check_id, check.target, check.column, check.check_type,
+                       check.kahn_category, "warning", "not_run", None, None, None, check.threshold_pct,
+                       [], check.note, _location_or(check), detail)
+
+
+def _location_or(check: Check) -> str:
+    try:
+        return location(check.target)
+    except KeyError:
+        return check.target
+
+
+def _clean_key(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "NULL"
+    return str(value)
+
+
+def run_check(con: duckdb.DuckDBPyConnection, check: Check, run_id: str, now: str | None) -> CheckResult:
+    """Run one check and return its result; a check that cannot run is `not_run`, never passed."""
+    mart_cols: list[str] | None = None
+    table = mart_table(check.target)
+    if table is not None:
+        mart_cols = _mart_columns(con, table)
+        if mart_cols is None:
+            return _not_run(check, run_id, f"table marts.{table} does not exist (yet)")
+        missing = [c for c in check.columns if c not in mart_cols]
+        if missing:
+            return _not_run(check, run_id, f"marts.{table} has no column {', '.join(missing)}")
+    sql = check_sql(check, run_id, now, mart_cols)
+    try:
+        frame = con.execute(sql).df()
+        rows_total = None
+        if check.check_type == "row_count_min":
+            rows_total = con.execute(
+                bind(f"SELECT count(*) FROM {relation_sql(check.target)} AS t"
+                     + (f" WHERE {check.where}" if check.where else ""), run_id, now)).fetchone()[0]
+    except duckdb.Error as error:
+        return _not_run(check, run_id, f"query failed: {str(error).splitlines()[0]}")
+
+    gx = _gx()
+    batch = gx["batch_definition"].get_batch(batch_parameters={"dataframe": frame})
+    try:
+        outcome = batch.validate(expectation_for(check), result_format={
+            "result_format": "SUMMARY", "unexpected_index_column_names": ["_key"],
+            "partial_unexpected_count": SAMPLE_SIZE * 5})
+    except Exception as error:  # GX raises for malformed input; report, don't crash the run
+        return _not_run(check, run_id, f"great_expectations error: {error}")
+    info = outcome.exception_info or {}
+    raised = info.get("raised_exception") or any(
+        isinstance(v, dict) and v.get("raised_exception") for v in info.values())
+    if raised:
+        message = info.get("exception_message") or next(
+            (v.get("exception_message") for v in info.values() if isinstance(v, dict) and v.get("exception_message")), "")
+        return _not_run(check, run_id, f"great_expectations error: {message}")
+
+    result = outcome.result or {}
+    if check.check_type == "row_count_min":
+        rows_checked = int(rows_total or 0)
+        failed = not outcome.success
+        rows_failed, pct = (1, 100.0) if failed else (0, 0.0)
+        sample: list[str] = []
+        detail = f"{rows_checked} rows, at least {int(float(check.params))} expected" if failed else ""
+    else:
+        element_count = int(result.get("element_count") or 0)
+        missing_count = int(result.get("missing_count") or 0)
+        rows_checked = element_count if check.check_type == "not_null" else element_count - missing_count
+        rows_failed = int(result.get("unexpected_count") or 0)
+        pct = round(100.0 * rows_failed / rows_checked, 4) if rows_checked else 0.0
+        failed = rows_failed > 0 and pct > check.threshold_pct
+        sample = []
+        for row in result.get("partial_unexpected_index_list") or []:
+            key = _clean_key(row.get("_key"))
+            if key not in sample:
+                sample.append(key)
+            if len(sample) >= SAMPLE_SIZE:
+                break
+        detail = ""
+        if failed:
+            values = result.get("partial_unexpected_list") or []
+            shown = ", ".join(_clean_key(v) for v in values[:5]) if check.check_type in ("in_set", "between") else ""
+            detail = f"{rows_failed} of {rows_checked} rows failed ({pct:.2f} %)" + (f"; values: {shown}" if shown else "")
+    return CheckResult(run_id, check.stage, check.check_id, check.target, check.column, check.check_type,
+                       check.kahn_category, check.severity, "failed" if failed else "passed",
+                       rows_checked, rows_failed, pct, check.threshold_pct, sample, check.note,
+                       _location_or(check), detail)
+
+
+def run_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], run_id: str,
+               now: str | None) -> list[CheckResult]:
+    return [run_check(con, check, run_id, now) for check in checks]
+
+
+def sample_json(result: CheckResult) -> str:
+    return json.dumps(result.failing_keys_sample)

@@ -1,0 +1,156 @@
+"""`kap summary`: what the published analytics.duckdb holds, in a few lines.
+
+Reads the BI file read-only (never the warehouse's marts), so it works while a pipeline runs.
+Every figure degrades to "n/a" when its mart or column is missing.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+
+from ingest.config import Settings
+
+
+def _tables(con) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+
+
+def _columns(con, table: str) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ?",
+        [table]).fetchall()}
+
+
+def _scalar(con, sql: str, params: list | None = None):
+    try:
+        row = con.execute(sql, params or []).fetchone()
+    except duckdb.Error:
+        return None
+    return row[0] if row else None
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{int(value):,}"
+
+
+def _quarantined(settings: Settings) -> str:
+    """Quarantined records: an aggregate from the warehouse if nobody is writing it right now."""
+    if not settings.warehouse.exists():
+        return "n/a (no warehouse yet)"
+    try:
+        con = duckdb.connect(str(settings.warehouse), read_only=True)
+    except duckdb.Error:
+        return "n/a (warehouse busy)"
+    try:
+        n = _scalar(con, "SELECT count(*) FROM raw.quarantine")
+        files = _scalar(con, "SELECT count(*) FROM raw.ingest_files WHERE status = 'rejected'")
+    finally:
+        con.close()
+    return f"{_num(n or 0)} records (raw.quarantine), {_num(files or 0)} files rejected"
+
+
+def describe(settings: Settings) -> str:
+    analytics = settings.analytics
+    latest_report = settings.dq_dir / "latest.html"
+    lines = ["KAP pipeline",
+             f"  warehouse (restricted): {settings.warehouse}{'' if settings.warehouse.exists() else '  (not created yet)'}",
+             f"  analytics (BI, read-only copy): {analytics}{'' if analytics.exists() else '  (not published yet)'}",
+             f"  data-quality report: {latest_report}{'' if latest_report.exists() else '  (none yet)'}",
+             f"  run reports: {settings.reports_dir}",
+             f"  airflow logs: {settings.airflow_home / 'logs'}"]
+    if not analytics.exists():
+        lines.append("Nothing published yet: run `kap run <landing>` or `make demo`.")
+        lines.append(f"  quarantined: {_quarantined(settings)}")
+        return "\n".join(lines)
+    try:
+        con = duckdb.connect(str(analytics), read_only=True)
+    except duckdb.Error as error:
+        lines.append(f"Cannot open {analytics}: {str(error).splitlines()[0]}")
+        return "\n".join(lines)
+    try:
+        tables = _tables(con)
+        lines += _publish_lines(con, tables)
+        lines += _headline_lines(con, tables)
+        lines.append(f"  quarantined: {_quarantined(settings)}")
+        lines += _dq_lines(con, tables)
+    finally:
+        con.close()
+    return "\n".join(lines)
+
+
+def _publish_lines(con, tables: set[str]) -> list[str]:
+    if "publish_runs" not in tables:
+        return []
+    row = con.execute("SELECT run_id, as_of, published_at FROM publish_runs ORDER BY published_at DESC LIMIT 1").fetchone()
+    if not row:
+        return []
+    as_of = f", as of {row[1]}" if row[1] else ""
+    return [f"Published {row[2]:%Y-%m-%d %H:%M} UTC by run {row[0]}{as_of}"]
+
+
+def _headline_lines(con, tables: set[str]) -> list[str]:
+    out = []
+    if "care_pathways" in tables:
+        cols = _columns(con, "care_pathways")
+        patients = _scalar(con, "SELECT count(DISTINCT patient_key) FROM care_pathways") if "patient_key" in cols else None
+        episodes = _scalar(con, "SELECT count(*) FROM care_pathways")
+        out.append(f"  patients: {_num(patients)}   episodes: {_num(episodes)}")
+        if "is_induction_completed" in cols and "first_dose_at" in cols:
+            done = _scalar(con, "SELECT avg(CASE WHEN is_induction_completed THEN 1.0 ELSE 0.0 END) "
+                                "FROM care_pathways WHERE first_dose_at IS NOT NULL")
+            out.append(f"  induction completed: {_pct(done)} of episodes with a first dose")
+        if "is_dropout" in cols and "first_dose_at" in cols:
+            drop = _scalar(con, "SELECT avg(CASE WHEN is_dropout THEN 1.0 ELSE 0.0 END) "
+                                "FROM care_pathways WHERE first_dose_at IS NOT NULL")
+            out.append(f"  dropout: {_pct(drop)} of dosed episodes")
+    else:
+        out.append("  patients / episodes: n/a (care_pathways not published)")
+    if "dosing_sessions" in tables:
+        out.append(f"  doses: {_num(_scalar(con, 'SELECT count(*) FROM dosing_sessions'))}")
+    else:
+        out.append("  doses: n/a (dosing_sessions not published)")
+    if "patient_outcomes" in tables and {"instrument", "is_responder", "has_baseline"} <= _columns(con, "patient_outcomes"):
+        row = con.execute("""SELECT avg(CASE WHEN is_responder THEN 1.0 ELSE 0.0 END),
+                                    avg(CASE WHEN is_remitter THEN 1.0 ELSE 0.0 END), count(*)
+                             FROM patient_outcomes WHERE instrument = 'phq9' AND has_baseline""").fetchone() \
+            if "is_remitter" in _columns(con, "patient_outcomes") else None
+        if row:
+            out.append(f"  PHQ-9 response: {_pct(row[0])}, remission: {_pct(row[1])} "
+                       f"(episodes with a baseline: {_num(row[2])})")
+    else:
+        out.append("  PHQ-9 response: n/a (patient_outcomes not published)")
+    if "adherence_patient" in tables and "integration_72h_share" in _columns(con, "adherence_patient"):
+        share = _scalar(con, "SELECT sum(doses_with_integration_72h) / nullif(sum(doses_total), 0) FROM adherence_patient")
+        out.append(f"  doses followed by integration within 72 h: {_pct(share)}")
+    return out
+
+
+def _dq_lines(con, tables: set[str]) -> list[str]:
+    if "dq_results" not in tables:
+        return ["  data quality: n/a (dq_results not published)"]
+    rows = con.execute("""SELECT stage, status, severity, count(*) FROM dq_results
+                          GROUP BY ALL ORDER BY ALL""").fetchall()
+    if not rows:
+        return ["  data quality: no checks were run before this publish"]
+    counts: dict[str, dict[str, int]] = {}
+    for stage, status, severity, n in rows:
+        key = f"{status}_{severity}" if status == "failed" else status
+        counts.setdefault(stage, {}).setdefault(key, 0)
+        counts[stage][key] += n
+    parts = []
+    for stage, c in counts.items():
+        parts.append(f"{stage}: {c.get('passed', 0)} passed, {c.get('failed_warning', 0)} warnings, "
+                     f"{c.get('failed_critical', 0)} critical, {c.get('not_run', 0)} not run")
+    out = ["  data quality: " + "; ".join(parts)]
+    warnings = con.execute("""SELECT check_id, rows_failed, pct_failed FROM dq_results
+                              WHERE status = 'failed' ORDER BY severity, check_id LIMIT 8""").fetchall()
+    for check_id, failed, pct in warnings:
+        out.append(f"    ! {check_id}: {_num(failed)} rows ({pct:.1f} %)" if pct is not None else f"    ! {check_id}")
+    return out

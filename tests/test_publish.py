@@ -1,0 +1,148 @@
+"""Publishing analytics.duckdb: only the contract's tables, atomically, never over today's file
+for a look into the past; and `kap summary` reads what was published."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import duckdb
+import pytest
+
+from ingest.publish import PublishRefused, as_of_target, publish
+from ingest.quality.targets import MART_TABLES
+from ingest.summary import describe
+from ingest.warehouse import writer
+from test_quality_data import good_marts
+
+
+def _tables(path) -> set[str]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {r[0] for r in con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()}
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def warehouse_with_marts(tmp_settings):
+    with writer(tmp_settings) as con:
+        good_marts(con)
+        con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+        con.execute("CREATE TABLE staging.stg_dosing__doses AS SELECT 1 AS x")
+        con.execute("CREATE TABLE marts.int_not_a_contract_table AS SELECT 1 AS x")
+        con.execute("INSERT INTO raw.quarantine VALUES ('f', 1, 'out_of_range', 'd', 'MRN123', now())")
+    return tmp_settings
+
+
+def test_publish_copies_only_contract_marts_and_dq(warehouse_with_marts):
+    settings = warehouse_with_marts
+    path = publish(settings, run_id="run-1")
+    assert path == settings.analytics
+    expected = {f"main.{t}" for t in MART_TABLES} | {"main.dq_results", "main.publish_runs"}
+    assert _tables(path) == expected
+    assert not list(settings.home.glob("analytics.duckdb.tmp-*"))
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = dict(con.execute("SELECT table_name, row_count FROM publish_runs WHERE run_id = 'run-1'").fetchall())
+    finally:
+        con.close()
+    assert rows["care_pathways"] == 1 and "dq_results" in rows
+
+
+def test_publish_without_marts_still_publishes_dq_and_says_so(tmp_settings):
+    path = publish(tmp_settings, run_id="run-0")
+    assert _tables(path) == {"main.dq_results", "main.publish_runs"}
+    text = describe(tmp_settings)
+    assert "care_pathways not published" in text and "n/a" in text
+
+
+def test_a_look_into_the_past_never_replaces_todays_file(warehouse_with_marts):
+    settings = warehouse_with_marts
+    publish(settings, run_id="run-1")
+    today = settings.analytics.read_bytes()
+    past = publish(settings, run_id="run-2", as_of="2025-06-01 00:00:00")
+    assert past == as_of_target(settings, "2025-06-01 00:00:00") == settings.home / "analytics_asof_20250601T000000.duckdb"
+    assert settings.analytics.read_bytes() == today
+    con = duckdb.connect(str(past), read_only=True)
+    try:
+        assert str(con.execute("SELECT DISTINCT as_of FROM publish_runs").fetchone()[0]) == "2025-06-01 00:00:00"
+    finally:
+        con.close()
+
+
+def test_an_identifier_column_in_a_mart_blocks_publishing(warehouse_with_marts):
+    settings = warehouse_with_marts
+    publish(settings, run_id="run-1")
+    before = settings.analytics.read_bytes()
+    with writer(settings) as con:
+        con.execute("ALTER TABLE marts.care_pathways ADD COLUMN patient_mrn VARCHAR")
+    with pytest.raises(PublishRefused, match="patient_mrn"):
+        publish(settings, run_id="run-2")
+    assert settings.analytics.read_bytes() == before
+
+
+def test_summary_reports_figures_and_dq(warehouse_with_marts):
+    settings = warehouse_with_marts
+    from ingest.quality import validate
+
+    validate(settings, "marts", "run-1", as_of="2025-06-01 00:00:00")
+    publish(settings, run_id="run-1")
+    text = describe(settings)
+    assert "patients: 1" in text and "episodes: 1" in text and "doses: 1" in text
+    assert "induction completed: 100.0 %" in text
+    assert "PHQ-9 response: 100.0 %" in text
+    assert "quarantined: 1 records" in text
+    assert "marts:" in text and "warnings" in text
+    assert str(settings.warehouse) in text and str(settings.airflow_home) in text
+
+
+READER = textwrap.dedent("""
+    import json, sys, time, duckdb
+    path, seconds = sys.argv[1], float(sys.argv[2])
+    seen, errors, mixed, end = set(), [], [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            con = duckdb.connect(path, read_only=True)
+        except Exception as error:   # the file does not exist before the first publish
+            if "does not exist" not in str(error) and "No such file" not in str(error):
+                errors.append(str(error))
+            time.sleep(0.01)
+            continue
+        try:
+            runs = con.execute("SELECT DISTINCT run_id FROM publish_runs").fetchall()
+            counts = dict(con.execute("SELECT table_name, row_count FROM publish_runs").fetchall())
+            actual = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in counts}
+            if len(runs) != 1 or actual != counts:
+                mixed.append([runs, counts, actual])
+            seen.add(runs[0][0])
+        except Exception as error:
+            errors.append(str(error))
+        finally:
+            con.close()
+    print(json.dumps({"seen": sorted(seen), "errors": errors, "mixed": mixed}))
+""")
+
+
+def test_readers_never_see_a_half_built_or_mixed_snapshot(warehouse_with_marts):
+    settings = warehouse_with_marts
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(settings.analytics), "6"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        for n in range(8):
+            with writer(settings) as con:   # each run's marts differ in size
+                con.execute("INSERT INTO marts.dosing_sessions SELECT * REPLACE ('d-extra-' || "
+                            f"'{n}' AS dose_key) FROM marts.dosing_sessions LIMIT 1")
+            publish(settings, run_id=f"run-{n}")
+            time.sleep(0.2)
+        out, err = reader.communicate(timeout=60)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    report = json.loads(out)
+    assert report["errors"] == []
+    assert report["mixed"] == []
+    assert len(report["seen"]) >= 2, report   # the reader really saw snapshots change
