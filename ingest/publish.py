@@ -30,6 +30,9 @@ FORBIDDEN_COLUMNS = frozenset({
 })
 
 
+BI_STORAGE_VERSION = "v1.2.0"
+
+
 class PublishRefused(RuntimeError):
     """A mart carries a column that must not reach the BI zone."""
 
@@ -85,7 +88,9 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
                 raise PublishRefused(f"marts.{table} has identifier column(s) {bad}: not published")
         dq_runs = _dq_run_ids(con, run_id)
         published_at = _utcnow()
-        con.execute(f"ATTACH {path_for_sql(tmp)} AS {alias}")
+        # BI drivers and the DuckDB shell on PyPI are often DuckDB 1.x, which cannot open the 2.x
+        # default storage format; v1.2.0 storage opens in both.
+        con.execute(f"ATTACH {path_for_sql(tmp)} AS {alias} (STORAGE_VERSION '{BI_STORAGE_VERSION}')")
         try:
             counts: dict[str, int] = {}
             for table in tables:

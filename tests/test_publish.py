@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -146,3 +147,17 @@ def test_readers_never_see_a_half_built_or_mixed_snapshot(warehouse_with_marts):
     assert report["errors"] == []
     assert report["mixed"] == []
     assert len(report["seen"]) >= 2, report   # the reader really saw snapshots change
+
+
+def test_the_published_file_opens_in_the_duckdb_1x_shell_bi_tools_use(warehouse_with_marts):
+    # duckdb-cli from PyPI (and most BI drivers) are DuckDB 1.x: they must read what we publish.
+    shell = Path(sys.executable).with_name("duckdb")
+    assert shell.exists(), "duckdb-cli is a project dependency"
+    version = subprocess.run([str(shell), "-version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("v1."), version
+    path = publish(warehouse_with_marts, run_id="run-bi")
+    out = subprocess.run([str(shell), "-readonly", "-csv", str(path), "-c",
+                          "SELECT count(*) AS n FROM care_pathways"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == ["n", "1"]
