@@ -1,0 +1,67 @@
+"""Random surrogate patient keys (DOMAIN.md section 6).
+
+`restricted.patient_keys` maps each source identifier of a patient - the FHIR `Patient.id`
+(id_system 'fhir') and the MRN (id_system 'mrn') - to one random key made by DuckDB's
+`gen_random_uuid()`. The key is never derived from the person's data (no hash of the MRN), so two
+warehouses ingesting the same export give different keys, and the map never leaves the restricted
+zone. Keys are created only from accepted Patient resources; the dosing log and note export find
+them by MRN, other FHIR resources by literal or conditional reference.
+"""
+from __future__ import annotations
+
+import duckdb
+
+
+def assign_keys(con: duckdb.DuckDBPyConnection, candidates: str, file_id: str, now) -> int:
+    """Create keys for the patients in table/view `candidates(fhir_id, mrn)` that lack one.
+
+    A patient already known by its FHIR id or its MRN keeps that key (a new MRN for a known id,
+    or a new id for a known MRN, is added to the same key). Runs inside the caller's transaction.
+    Returns the number of identifier rows added.
+    """
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _kap_new_keys AS
+        WITH c AS (
+            SELECT fhir_id, any_value(mrn ORDER BY mrn) AS mrn
+            FROM {candidates} WHERE fhir_id IS NOT NULL GROUP BY fhir_id
+        ), k AS (
+            SELECT c.fhir_id, c.mrn,
+                   coalesce(kf.patient_key, km.patient_key) AS known_key
+            FROM c
+            LEFT JOIN restricted.patient_keys kf ON kf.id_system = 'fhir' AND kf.id_value = c.fhir_id
+            LEFT JOIN restricted.patient_keys km ON km.id_system = 'mrn' AND km.id_value = c.mrn
+        )
+        SELECT fhir_id, mrn, coalesce(known_key, gen_random_uuid()::VARCHAR) AS patient_key
+        FROM k
+    """)
+    before = con.execute("SELECT count(*) FROM restricted.patient_keys").fetchone()[0]
+    con.execute("""
+        INSERT INTO restricted.patient_keys (patient_key, id_system, id_value, file_id, created_at)
+        SELECT DISTINCT ON (id_system, id_value) patient_key, id_system, id_value, ?, ?
+        FROM (
+            SELECT patient_key, 'fhir' AS id_system, fhir_id AS id_value FROM _kap_new_keys
+            UNION ALL
+            SELECT patient_key, 'mrn', mrn FROM _kap_new_keys WHERE mrn IS NOT NULL
+        ) n
+        WHERE NOT EXISTS (SELECT 1 FROM restricted.patient_keys k
+                          WHERE k.id_system = n.id_system AND k.id_value = n.id_value)
+        ORDER BY id_system, id_value, patient_key
+    """, [file_id, now])
+    after = con.execute("SELECT count(*) FROM restricted.patient_keys").fetchone()[0]
+    con.execute("DROP TABLE IF EXISTS _kap_new_keys")
+    return after - before
+
+
+RESOLVE_MACROS = r"""
+-- kind of a patient reference: 'fhir' for literal (Patient/x, https://.../Patient/x),
+-- 'mrn' for conditional (Patient?identifier=system|value), NULL when it names no patient
+CREATE OR REPLACE TEMP MACRO kap_ref_kind(r) AS CASE
+    WHEN r IS NULL THEN NULL
+    WHEN regexp_matches(r, '(^|/)Patient\?identifier=') THEN 'mrn'
+    WHEN regexp_matches(r, '(^|/)Patient/[^/?#]+') THEN 'fhir'
+    ELSE NULL END;
+CREATE OR REPLACE TEMP MACRO kap_ref_value(r) AS CASE
+    WHEN regexp_matches(r, '(^|/)Patient\?identifier=')
+        THEN url_decode(regexp_extract(r, 'identifier=(?:[^|&]*(?:\||%7C))?([^&]+)', 1))
+    ELSE regexp_extract(r, '(?:^|/)Patient/([^/?#]+)', 1) END;
+"""

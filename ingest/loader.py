@@ -1,0 +1,490 @@
+"""Event-sourced ingestion: landing files -> raw.events / raw.quarantine / raw.ingest_files.
+
+`ingest_landing` walks the landing folder (ingest.landing) in a fixed order - EHR Patient files,
+other EHR files, dosing, notes; by path within each - and calls `ingest_file` for each file.
+
+`ingest_file` works on one file, as DuckDB SQL over the whole file (no Python loop per record):
+1. path safety, sha256, skip when the sha256 is already in raw.ingest_files (exactly once);
+2. lines with exact line numbers: `read_text` + `string_split` + `generate_subscripts`; BOM and a
+   trailing CR stripped; blank lines are not records. Gzip is decompressed in Python; a file that is
+   not UTF-8 falls back to Python splitting bytes, and undecodable lines become `invalid_encoding`;
+3. the source reader (ingest.sources.*) turns lines into candidate records with payloads and its
+   own checks; then, for all sources alike: patient keys (identity), unknown patient, future time,
+   before birth, deterministic event ids, duplicates in the file, duplicates of / conflicts with
+   events already in the log;
+4. ONE transaction writes the file's events, quarantine rows, new patient keys and its
+   raw.ingest_files row, after checking records_read = accepted + quarantined + duplicate + ignored.
+   A crash anywhere before COMMIT leaves nothing of the file; the next run ingests it again.
+"""
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+from ingest import identity, landing
+from ingest.config import Settings
+from ingest.reasons import FILE_REASONS, RECORD_REASONS
+from ingest.sources import MACROS as COMMON_MACROS
+from ingest.sources import Context, dosing, fhir, notes
+
+log = logging.getLogger(__name__)
+
+READERS = {"ehr": fhir, "dosing": dosing, "notes": notes}
+_TEMP_TABLES = ("_kap_lines_raw", "_kap_badenc", "_kap_rec", "_kap_out")
+
+
+class ReconciliationError(RuntimeError):
+    """records_read != accepted + quarantined + duplicate + ignored for a file."""
+
+
+@dataclass
+class FileResult:
+    path: str
+    source: str
+    status: str                      # ingested | rejected | skipped | unstable | failed
+    file_id: str | None = None
+    reject_reason: str | None = None
+    detail: str | None = None
+    records_read: int = 0
+    records_accepted: int = 0
+    records_quarantined: int = 0
+    records_duplicate: int = 0
+    records_ignored: int = 0
+    events_added: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+COUNT_FIELDS = ("records_read", "records_accepted", "records_quarantined", "records_duplicate",
+                "records_ignored", "events_added")
+
+
+@dataclass
+class IngestSummary:
+    run_id: str
+    landing_dir: str
+    ingested_at: str
+    files: list[FileResult] = field(default_factory=list)
+    ignored_paths: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def totals(self) -> dict[str, int]:
+        t = {k: sum(getattr(f, k) for f in self.files) for k in COUNT_FIELDS}
+        for status in ("ingested", "rejected", "skipped", "unstable", "failed"):
+            t[f"files_{status}"] = sum(1 for f in self.files if f.status == status)
+        return t
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.status == "failed" for f in self.files)
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "landing_dir": self.landing_dir, "ingested_at": self.ingested_at,
+                "seconds": round(self.seconds, 3), "totals": self.totals,
+                "files": [f.to_dict() for f in self.files], "ignored_paths": self.ignored_paths}
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def ingest_landing(landing_dir: Path, settings: Settings, run_id: str | None = None,
+                   progress: Callable[[str], None] | None = None) -> IngestSummary:
+    """Ingest every new file of a landing folder, each exactly once, each in its own transaction."""
+    from ingest import warehouse
+
+    landing_dir = Path(landing_dir).absolute()
+    run_id = run_id or f"ingest__{uuid.uuid4().hex[:12]}"
+    ingested_at = _utcnow()
+    say = progress or (lambda msg: log.info(msg))
+    started = time.monotonic()
+    found = landing.discover(landing_dir)
+    summary = IngestSummary(run_id=run_id, landing_dir=str(landing_dir),
+                            ingested_at=ingested_at.isoformat() + "Z", ignored_paths=found.ignored)
+    with warehouse.writer(settings) as con:
+        for lf in found.files:
+            try:
+                result = ingest_file(con, landing_dir, lf.path, lf.source, run_id, ingested_at,
+                                     problem=lf.problem)
+            except Exception as exc:  # one bad file must not stop the others; it is retried
+                log.exception("ingest of %s failed", lf.rel_path)
+                result = FileResult(path=lf.rel_path, source=lf.source, status="failed",
+                                    detail=f"{type(exc).__name__}: {exc}"[:500])
+            summary.files.append(result)
+            say(f"{result.source:6} {result.status:8} {result.path}: read {result.records_read}, "
+                f"accepted {result.records_accepted}, quarantined {result.records_quarantined}, "
+                f"duplicate {result.records_duplicate}, ignored {result.records_ignored}"
+                + (f" ({result.reject_reason})" if result.reject_reason else ""))
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Session settings and SQL macros the readers use (idempotent)."""
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(COMMON_MACROS)
+    con.execute(identity.RESOLVE_MACROS)
+    con.execute(fhir.MACROS)
+
+
+def _drop_temps(con) -> None:
+    con.execute("DROP VIEW IF EXISTS _kap_lines")
+    for t in _TEMP_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+def ingest_file(con, landing_dir: Path, path: Path, source: str, run_id: str | None, ingested_at,
+                problem: str | None = None) -> FileResult:
+    """Ingest one landing file (see the module docstring). Raises on unexpected errors, after
+    rolling back everything of this file."""
+    started = time.monotonic()
+    landing_dir = Path(landing_dir).absolute()
+    path = Path(path)
+    if not path.is_absolute():
+        path = landing_dir / path if (landing_dir / path).exists() else path.absolute()
+    if isinstance(ingested_at, dt.datetime) and ingested_at.tzinfo is not None:
+        ingested_at = ingested_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    try:
+        rel = path.relative_to(landing_dir).as_posix()
+    except ValueError:
+        rel = str(path)
+    result = FileResult(path=rel, source=source, status="ingested")
+    prepare(con)
+
+    def finish(r: FileResult) -> FileResult:
+        r.seconds = round(time.monotonic() - started, 3)
+        return r
+
+    # 1. safety and identity of the file
+    root = landing_dir.resolve()
+    if problem == "outside_landing" or not landing._inside(path, root) or ".." in Path(rel).parts:
+        result.file_id = landing.path_id(rel)
+        return finish(_reject(con, result, "outside_landing", "resolves outside the landing folder",
+                              run_id, ingested_at, sha=result.file_id, size=None))
+    try:
+        fh = landing.hash_file(path)
+    except landing.UnstableFile as exc:
+        result.status, result.reject_reason, result.detail = "unstable", "unstable_file", str(exc)
+        return finish(result)
+    except OSError as exc:
+        result.file_id = landing.path_id(rel)
+        return finish(_reject(con, result, "unreadable", type(exc).__name__, run_id, ingested_at,
+                              sha=result.file_id, size=None))
+    result.file_id = fh.sha256
+    if con.execute("SELECT 1 FROM raw.ingest_files WHERE file_id = ?", [fh.sha256]).fetchone():
+        result.status = "skipped"
+        result.detail = "already ingested (same sha256)"
+        return finish(result)
+    if fh.size == 0:
+        return finish(_reject(con, result, "empty_file", "0 bytes", run_id, ingested_at, fh.sha256, 0))
+    gz = path.name.endswith(".gz")
+    if landing.is_gzip(fh.head) and not gz:
+        return finish(_reject(con, result, "compressed_without_extension", "gzip magic bytes",
+                              run_id, ingested_at, fh.sha256, fh.size))
+
+    reader = READERS[source]
+    _drop_temps(con)
+    try:
+        # 2. lines
+        try:
+            bad_lines = _load_lines(con, path, gz)
+        except _Unreadable as exc:
+            return finish(_reject(con, result, "unreadable", str(exc), run_id, ingested_at,
+                                  fh.sha256, fh.size))
+        try:
+            landing.check_stable(path, fh.stat)
+        except landing.UnstableFile as exc:
+            result.status, result.reject_reason, result.detail = "unstable", "unstable_file", str(exc)
+            return finish(result)
+
+        header = None
+        con.execute(_LINES_VIEW.format(after=0))
+        if source == "dosing":
+            first = con.execute("SELECT line_number, line FROM _kap_lines ORDER BY line_number LIMIT 1").fetchone()
+            if first is None:
+                return finish(_reject(con, result, "empty_file", "no lines", run_id, ingested_at,
+                                      fh.sha256, fh.size))
+            header = dosing.parse_header(first[1])
+            missing = dosing.missing_columns(header)
+            if missing:
+                return finish(_reject(con, result, "missing_columns", ", ".join(missing), run_id,
+                                      ingested_at, fh.sha256, fh.size))
+            con.execute(_LINES_VIEW.format(after=int(first[0])))
+            bad_lines = [b for b in bad_lines if b[0] > first[0]]
+        ctx = Context(file_id=fh.sha256, source=source, ingested_at=ingested_at, header=header)
+        # 3 + 4. one transaction for everything this file writes
+        con.execute("BEGIN TRANSACTION")
+        try:
+            counts = _process(con, reader, ctx, bad_lines, ingested_at)
+            result.records_read = counts.pop("records") + len(bad_lines)
+            if result.records_read == 0:
+                con.execute("ROLLBACK")
+                return finish(_reject(con, result, "empty_file", "no records", run_id, ingested_at,
+                                      fh.sha256, fh.size))
+            for k, v in counts.items():
+                setattr(result, k, v)
+            _check_identity(result)
+            _write_file_row(con, result, "ingested", None, run_id, ingested_at, fh.sha256, fh.size)
+            con.execute("COMMIT")
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:      # already rolled back (empty file path)
+                pass
+            raise
+    finally:
+        _drop_temps(con)
+    return finish(result)
+
+
+class _Unreadable(Exception):
+    pass
+
+
+_RECORDING = "kap_record_utf8_errors"
+_RECORDING_LOG: list[int] = []
+
+
+def _record_error(exc: UnicodeDecodeError):
+    """Codec error handler: remember where undecodable bytes are, substitute U+0000 meanwhile."""
+    _RECORDING_LOG.append(exc.start)
+    return ("\x00", exc.end)
+
+
+codecs.register_error(_RECORDING, _record_error)
+
+# The file's lines, exactly numbered. Materialised raw (splitting is fast; any expression on the
+# unnested strings in the same statement is not), then cleaned in a view the readers scan once:
+# a UTF-8 BOM on line 1 and a trailing CR are stripped, blank lines are not records.
+_LINES_SQL = """
+CREATE OR REPLACE TEMP TABLE _kap_lines_raw AS
+SELECT generate_subscripts(parts, 1) AS n, unnest(parts) AS l
+FROM (SELECT string_split(content, chr(10)) AS parts FROM {src})
+"""
+_LINES_VIEW = r"""
+CREATE OR REPLACE TEMP VIEW _kap_lines AS
+SELECT n AS line_number,
+       CASE WHEN n = 1 THEN regexp_replace(l, '^\x{{FEFF}}+|\r$', '', 'g')
+            WHEN ends_with(l, chr(13)) THEN left(l, -1) ELSE l END AS line
+FROM _kap_lines_raw
+WHERE n > {after} AND NOT regexp_matches(l, '^[\s\x{{FEFF}}]*$')
+"""
+# (trim/rtrim scan every character of a line and cost ~5 us per line; the regexes above stop at the
+# first character that is not blank, and ends_with looks at the last byte only.)
+
+
+def _load_lines(con, path: Path, gz: bool) -> list[tuple[int, str]]:
+    """Fill _kap_lines; return [(line_number, text)] of lines that are not valid UTF-8."""
+    if not gz and not any(c in str(path) for c in "*?[]{}"):
+        try:
+            con.execute(_LINES_SQL.format(src="read_text(?)"), [str(path)])
+            return []
+        except duckdb.Error as exc:
+            log.info("read_text failed on %s (%s): decoding in Python", path, exc)
+    try:
+        data = landing.read_bytes(path, gz)
+    except (OSError, EOFError, ValueError) as exc:   # gzip.BadGzipFile is an OSError
+        raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
+    bad: list[tuple[int, str]] = []
+    errors: list[int] = []
+    text = data.decode("utf-8", errors=_RECORDING)      # C speed; the handler sees only bad bytes
+    if _RECORDING_LOG:
+        errors, _RECORDING_LOG[:] = list(_RECORDING_LOG), []
+    if errors:
+        # error path: find the lines holding undecodable bytes, report them, blank them
+        bad_numbers, line_no, last = [], 1, 0
+        for pos in sorted(errors):            # count newlines incrementally: one pass over the data
+            line_no += data.count(b"\n", last, pos)
+            last = pos
+            if not bad_numbers or bad_numbers[-1] != line_no:
+                bad_numbers.append(line_no)
+        lines = text.split("\n")
+        for n in bad_numbers:
+            shown = lines[n - 1].replace("\x00", "\ufffd").rstrip("\r")
+            if shown.strip():
+                bad.append((n, shown))
+            lines[n - 1] = ""
+        text = "\n".join(lines)
+    con.execute(_LINES_SQL.format(src="(SELECT ?::VARCHAR AS content)"), [text])
+    return bad
+
+
+def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingested_at) -> dict[str, int]:
+    params = {"ingested_at": ingested_at}
+    sql = reader.records_sql(ctx)
+    uses_param = "$ingested_at" in sql
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _kap_rec AS {sql}", params if uses_param else None)
+
+    if ctx.source == "ehr":
+        identity.assign_keys(
+            con, "(SELECT key_fhir_id AS fhir_id, key_mrn AS mrn FROM _kap_rec "
+                 "WHERE reason IS NULL AND NOT ignored AND key_fhir_id IS NOT NULL)",
+            ctx.file_id, ingested_at)
+
+    # Common checks and dedup. Wide columns (the line) stay in _kap_rec; duplicates are found with
+    # a GROUP BY on the event id and one semi-join probe of the log, not with window functions.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _kap_out AS
+        WITH r AS (
+            SELECT r.*, k.patient_key, k.file_id AS key_file_id
+            FROM _kap_rec r
+            LEFT JOIN restricted.patient_keys k ON k.id_system = r.ref_kind AND k.id_value = r.ref_value
+        ), births AS (
+            SELECT patient_key, arg_max(birth_year, recorded_at) AS birth_year FROM (
+                SELECT patient_key, TRY_CAST(payload->>'$.birth_year' AS INTEGER) AS birth_year, recorded_at
+                FROM raw.events
+                WHERE event_type IN ('patient_registered', 'patient_updated')
+                UNION ALL
+                SELECT patient_key, birth_year, recorded_at FROM r
+                WHERE birth_year IS NOT NULL AND reason IS NULL AND patient_key IS NOT NULL
+            ) GROUP BY patient_key
+        ), v AS (
+            SELECT r.*,
+                CASE WHEN r.ignored THEN NULL
+                     WHEN r.reason IS NOT NULL THEN r.reason
+                     WHEN r.needs_patient AND r.patient_key IS NULL THEN 'unknown_patient'
+                     WHEN r.check_time AND r.occurred_at > $ingested_at + INTERVAL 1 DAY THEN 'future_time'
+                     WHEN r.check_time AND year(r.occurred_at) < b.birth_year THEN 'before_birth'
+                END AS reason2,
+                CASE WHEN r.ignored THEN NULL
+                     WHEN r.reason IS NOT NULL THEN r.detail
+                     WHEN r.needs_patient AND r.patient_key IS NULL
+                         THEN 'no patient key for ' || coalesce(r.ref_kind, 'unresolvable') || ' reference'
+                     WHEN r.check_time AND r.occurred_at > $ingested_at + INTERVAL 1 DAY
+                         THEN 'occurred_at ' || kap_iso(r.occurred_at) || ' is after ingestion + 1 day'
+                     WHEN r.check_time AND year(r.occurred_at) < b.birth_year
+                         THEN 'occurred in ' || year(r.occurred_at) || ', before birth year ' || b.birth_year
+                END AS detail2,
+                sha256($source || '|' || r.source_record_id || '|' || r.version_key) AS event_id
+            FROM r LEFT JOIN births b USING (patient_key)
+        ), firsts AS (
+            SELECT event_id, min(line_number) AS first_line
+            FROM v WHERE reason2 IS NULL AND NOT ignored GROUP BY event_id
+        ), logged AS (
+            SELECT e.event_id, e.payload::VARCHAR AS logged_payload
+            FROM raw.events e SEMI JOIN firsts f ON e.event_id = f.event_id
+        ), cmp AS (
+            SELECT v.*, f.first_line,
+                   lg.event_id IS NOT NULL AS in_log,
+                   lg.logged_payload IS NOT DISTINCT FROM v.payload::VARCHAR AS same_payload
+            FROM v
+            LEFT JOIN firsts f ON f.event_id = v.event_id
+            LEFT JOIN logged lg ON lg.event_id = v.event_id AND v.line_number = f.first_line
+        )
+        SELECT line_number, event_id, event_type, patient_key, key_file_id, ref_value, occurred_at,
+            recorded_at, source_record_id, payload,
+            CASE WHEN ignored THEN 'ignored'
+                 WHEN reason2 IS NOT NULL OR line_number > first_line OR (in_log AND NOT same_payload)
+                     THEN 'quarantined'
+                 WHEN in_log THEN 'duplicate'
+                 ELSE 'accepted' END AS outcome,
+            CASE WHEN reason2 IS NOT NULL THEN reason2
+                 WHEN line_number > first_line THEN 'duplicate_in_file'
+                 WHEN in_log AND NOT same_payload THEN 'conflicting_duplicate' END AS reason_code,
+            CASE WHEN reason2 IS NOT NULL THEN detail2
+                 WHEN line_number > first_line THEN 'same record id and version as line ' || first_line
+                 WHEN in_log AND NOT same_payload THEN 'event ' || event_id || ' already logged with other content'
+            END AS detail
+        FROM cmp
+    """, {**params, "source": ctx.source})
+    if ctx.source == "ehr":
+        # patient_registered only for the first accepted version of a patient this file keyed
+        con.execute("""
+            UPDATE _kap_out SET event_type = 'patient_updated'
+            WHERE event_type = 'patient_registered' AND outcome = 'accepted'
+              AND (key_file_id IS DISTINCT FROM $file_id
+                   OR line_number > (SELECT min(o.line_number) FROM _kap_out o
+                                     WHERE o.event_type = 'patient_registered' AND o.outcome = 'accepted'
+                                       AND o.ref_value = _kap_out.ref_value))
+        """, {"file_id": ctx.file_id})
+
+    _write_events(con, ctx, ingested_at)
+    _write_quarantine(con, READERS[ctx.source], ctx, bad_lines, ingested_at)
+
+    row = con.execute("""
+        SELECT count(*), count(*) FILTER (outcome = 'accepted'), count(*) FILTER (outcome = 'quarantined'),
+               count(*) FILTER (outcome = 'duplicate'), count(*) FILTER (outcome = 'ignored')
+        FROM _kap_out""").fetchone()
+    records, accepted, quarantined, duplicate, ignored = row
+    return {"records": records, "records_accepted": accepted, "records_quarantined": quarantined + len(bad_lines),
+            "records_duplicate": duplicate, "records_ignored": ignored, "events_added": accepted}
+
+
+def _write_events(con, ctx: Context, ingested_at) -> None:
+    con.execute("""
+        INSERT INTO raw.events (event_id, event_type, patient_key, occurred_at, recorded_at, ingested_at,
+                                source, file_id, source_record_id, payload)
+        SELECT event_id, event_type, patient_key, occurred_at, recorded_at, ?, ?, ?, source_record_id, payload
+        FROM _kap_out WHERE outcome = 'accepted' ORDER BY line_number
+    """, [ingested_at, ctx.source, ctx.file_id])
+
+
+def _write_quarantine(con, reader, ctx: Context, bad_lines, ingested_at) -> None:
+    redact = reader.quarantine_sql(ctx)
+    con.execute(f"""
+        INSERT INTO raw.quarantine (file_id, line_number, reason_code, detail, raw_record, quarantined_at)
+        SELECT ?, line_number, reason_code, detail, {redact}, ?
+        FROM (SELECT o.line_number, o.reason_code, o.detail,
+                     CASE WHEN r.n = 1 THEN regexp_replace(r.l, '^\\x{{FEFF}}+|\\r$', '', 'g')
+                          WHEN ends_with(r.l, chr(13)) THEN left(r.l, -1) ELSE r.l END AS line
+              FROM (SELECT * FROM _kap_out WHERE outcome = 'quarantined') o
+              JOIN _kap_lines_raw r ON r.n = o.line_number)
+        ORDER BY line_number
+    """, [ctx.file_id, ingested_at])
+    if bad_lines:
+        con.execute("CREATE OR REPLACE TEMP TABLE _kap_badenc (line_number BIGINT, line VARCHAR)")
+        con.executemany("INSERT INTO _kap_badenc VALUES (?, ?)", bad_lines)
+        con.execute(f"""
+            INSERT INTO raw.quarantine (file_id, line_number, reason_code, detail, raw_record, quarantined_at)
+            SELECT ?, line_number, 'invalid_encoding', 'not valid UTF-8 (shown with U+FFFD replacements)',
+                   {redact}, ?
+            FROM _kap_badenc ORDER BY line_number
+        """, [ctx.file_id, ingested_at])
+
+
+def _check_identity(r: FileResult) -> None:
+    total = r.records_accepted + r.records_quarantined + r.records_duplicate + r.records_ignored
+    if r.records_read != total:
+        raise ReconciliationError(
+            f"{r.path}: read {r.records_read} != accepted {r.records_accepted} + quarantined "
+            f"{r.records_quarantined} + duplicate {r.records_duplicate} + ignored {r.records_ignored}")
+
+
+def _write_file_row(con, r: FileResult, status: str, reason: str | None, run_id, ingested_at,
+                    sha: str, size: int | None) -> None:
+    con.execute("""
+        INSERT INTO raw.ingest_files (file_id, path, sha256, source, status, reject_reason, size_bytes,
+            records_read, records_accepted, records_quarantined, records_duplicate, records_ignored,
+            events_added, ingested_at, run_id)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    """, [r.file_id, r.path, sha, r.source, status, reason, size, r.records_read, r.records_accepted,
+          r.records_quarantined, r.records_duplicate, r.records_ignored, r.events_added, ingested_at, run_id])
+
+
+def _reject(con, r: FileResult, reason: str, detail: str, run_id, ingested_at, sha: str,
+            size: int | None) -> FileResult:
+    """A file-level rejection: recorded (status rejected, no records counted) so it is not retried."""
+    assert reason in FILE_REASONS and reason != "unstable_file"
+    r.status, r.reject_reason, r.detail = "rejected", reason, detail
+    r.records_read = r.records_accepted = r.records_quarantined = 0
+    r.records_duplicate = r.records_ignored = r.events_added = 0
+    if con.execute("SELECT 1 FROM raw.ingest_files WHERE file_id = ?", [r.file_id]).fetchone():
+        r.status = "skipped"
+        return r
+    _write_file_row(con, r, "rejected", reason, run_id, ingested_at, sha, size)
+    return r
+
+
+assert set(RECORD_REASONS) >= {"invalid_encoding", "duplicate_in_file", "conflicting_duplicate",
+                               "unknown_patient", "future_time", "before_birth"}

@@ -1,0 +1,113 @@
+"""Therapy-note export (`notes/*.jsonl`) -> candidate records, in one SQL statement per file.
+
+The note text is never stored (DOMAIN.md section 6): the event keeps its sha256, its length and
+tags derived by fixed rules (`TAG_RULES`, regular expressions over the lower-cased text). The
+quarantine copy of a line has `text` removed and the MRN masked; a line that is not a JSON object
+is kept only in redacted form (text-like values masked), since it may hold note text.
+"""
+from __future__ import annotations
+
+import json
+
+from ingest.sources import Context, first_failure, select_columns, sql_str
+
+FIELDS = ("note_id", "patient_mrn", "clinic_id", "therapist_id", "session_type", "modality",
+          "session_start", "session_end", "attended", "status", "signed_at", "amended_at", "text")
+REQUIRED = ("note_id", "patient_mrn", "clinic_id", "therapist_id", "session_type", "session_start",
+            "session_end", "signed_at")
+SESSION_TYPES = ("consult", "preparation", "integration", "psychotherapy")
+MODALITIES = ("cbt", "mbct", "emdr", "ifs", "fap", "act", "supportive", "other")
+STATUSES = ("final", "amended", "entered-in-error")
+
+# tag -> RE2 pattern over lower(text), after negated mentions ("denies X", "no X", "without X")
+# are removed. Rule-derived, non-textual signals only.
+TAG_RULES: dict[str, str] = {
+    "ae_nausea": r"nause|vomit|queas",
+    "ae_dizziness": r"dizz|light-?headed|vertigo",
+    "ae_dissociation": r"dissociat|out[- ]of[- ]body|depersonali|dereali|detached from",
+    "ae_anxiety": r"anxious|anxiety|panic",
+    "ae_headache": r"headache",
+    "ae_elevated_bp": r"blood pressure (was |went )?(high|elevated|raised)|hypertensi",
+    "risk_suicidality": r"suicid|kill (myself|himself|herself|themselves)|end (my|his|her|their) life|self-harm|want(s|ed)? to die",
+}
+
+
+def records_sql(ctx: Context) -> str:
+    structure = sql_str(json.dumps({f: "VARCHAR" for f in FIELDS}))
+    checks: list[tuple[str, str, str]] = [
+        ("NOT ok", "unparseable", "'not valid JSON'"),
+        ("NOT is_obj", "not_an_object", "'JSON value is not an object'"),
+    ]
+    checks += [(f"nullif(trim(j.{f}), '') IS NULL", "missing_required_field", sql_str(f)) for f in REQUIRED]
+    checks += [(f"kap_bad_ts(j.{f})", "wrong_type", sql_str(f))
+               for f in ("session_start", "session_end", "signed_at", "amended_at")]
+    checks += [
+        ("j.attended IS NOT NULL AND attended IS NULL", "wrong_type", "'attended'"),
+        (f"status NOT IN {STATUSES}", "invalid_code", "'status'"),
+        ("status = 'entered-in-error'", "__ok__", "NULL"),
+        (f"lower(j.session_type) NOT IN {SESSION_TYPES}", "invalid_code", "'session_type'"),
+        (f"j.modality IS NOT NULL AND lower(j.modality) NOT IN {MODALITIES}", "invalid_code", "'modality'"),
+        ("end_at < start_at", "end_before_start", "'session_end < session_start'"),
+    ]
+    check = first_failure(checks)
+    tags = "list_filter([" + ", ".join(
+        f"CASE WHEN regexp_matches(ltext, {sql_str(rx)}) THEN '{tag}' END" for tag, rx in TAG_RULES.items()
+    ) + "], lambda x: x IS NOT NULL)"
+    modality = ("CASE lower(j.modality) " + " ".join(
+        f"WHEN '{m}' THEN '{m.upper() if m not in ('supportive', 'other') else m}'" for m in MODALITIES) + " END")
+    payload = f"""CASE WHEN status = 'entered-in-error'
+        THEN json_object('retracted_resource', 'note', 'reason', 'entered-in-error')
+        ELSE json_object('note_id', j.note_id, 'clinic_id', j.clinic_id, 'therapist_id', j.therapist_id,
+            'session_type', lower(j.session_type), 'modality', {modality},
+            'start_at', kap_iso(start_at), 'end_at', kap_iso(end_at),
+            'duration_min', round(date_diff('second', start_at, end_at) / 60.0, 1),
+            'attended', coalesce(attended, true), 'status', status,
+            'text_sha256', CASE WHEN j.text IS NOT NULL THEN sha256(j.text) END,
+            'text_length', length(j.text), 'tags', {tags}) END"""
+    cols = select_columns({
+        "line_number": "line_number",
+        "ignored": "false",
+        "reason": "CASE WHEN NOT starts_with(chk.r, '__') THEN chk.r END",
+        "detail": "CASE WHEN NOT starts_with(chk.r, '__') THEN chk.d END",
+        "event_type": "CASE WHEN status = 'entered-in-error' THEN 'record_retracted' ELSE 'therapy_note_documented' END",
+        "source_record_id": "j.note_id",
+        "version_key": "coalesce(kap_iso(coalesce(amended_at, signed_at)), '') || '|' || coalesce(status, '')",
+        "ref_kind": "'mrn'",
+        "ref_value": "j.patient_mrn",
+        "needs_patient": "true",
+        "occurred_at": "coalesce(start_at, amended_at, signed_at, $ingested_at)",
+        "recorded_at": "coalesce(amended_at, signed_at, $ingested_at)",
+        "check_time": "(start_at IS NOT NULL AND status <> 'entered-in-error')",
+        "payload": payload,
+    })
+    return f"""
+WITH parsed AS (
+    SELECT line_number, line, ok, (ok AND regexp_matches(line, '^\\s*\\{{')) AS is_obj,
+           json_transform(CASE WHEN ok THEN line END, {structure}) AS j
+    FROM (SELECT line_number, line, json_valid(line) AS ok FROM _kap_lines)
+), typed AS (
+    SELECT *,
+        coalesce(lower(nullif(trim(j.status), '')), 'final') AS status,
+        kap_ts(j.session_start) AS start_at, kap_ts(j.session_end) AS end_at,
+        kap_ts(j.signed_at) AS signed_at, kap_ts(j.amended_at) AS amended_at,
+        CASE WHEN lower(j.attended) IN ('true', '1', 'yes') THEN true
+             WHEN lower(j.attended) IN ('false', '0', 'no') THEN false END AS attended,
+        -- a negated mention ("denied suicidal ideation", "no nausea") does not raise a tag
+        regexp_replace(lower(coalesce(j.text, '')),
+            '\\b(denies|denied|denying|no|not|without|negative for)\\s+((any|current|active|recent)\\s+)*[a-z-]+',
+            ' ', 'g') AS ltext
+    FROM parsed
+), checked AS (
+    SELECT *, {check} AS chk FROM typed
+)
+SELECT
+    {cols}
+FROM checked
+"""
+
+
+def quarantine_sql(ctx: Context) -> str:
+    """Text removed (objects), text-like values masked (anything else), MRN masked."""
+    return """CASE WHEN json_valid(kap_redact(line)) AND regexp_matches(line, '^\\s*\\{')
+                   THEN json_merge_patch(kap_redact(line), '{"text": null}')::VARCHAR
+                   ELSE kap_redact(line) END"""
