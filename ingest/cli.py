@@ -80,6 +80,16 @@ def ingest(landing: Path, home: str | None) -> None:
     settings = _settings(home)
     summary = step_ingest(landing, settings, new_run_id(), progress=lambda msg: click.echo(msg, err=True))
     _echo_json(summary.to_dict())
+    _fail_on_failed_files(summary)
+
+
+def _fail_on_failed_files(ingest_summary) -> None:
+    """Exit 1 when a file hit an unexpected error: it was rolled back and is retried next run."""
+    failed = [f.path for f in ingest_summary.files if f.status == "failed"]
+    if failed:
+        raise click.ClickException(
+            f"{len(failed)} file(s) could not be ingested and were rolled back: {', '.join(failed)}. "
+            "The rest was ingested; these are retried on the next run. The log above names the error.")
 
 
 @main.command()
@@ -146,6 +156,7 @@ def run(landing: Path, home: str | None, as_of: str | None, full_refresh: bool) 
     click.echo(f"run {summary.run_id}: published {summary.published}")
     if summary.report:
         click.echo(f"report: {summary.report}")
+    _fail_on_failed_files(summary.steps["ingest"])
 
 
 @main.command()

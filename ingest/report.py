@@ -1,0 +1,207 @@
+"""The run report: one self-contained HTML page per run, written to KAP_HOME/reports/.
+
+It reads the published analytics.duckdb (what BI tools see), so it shows exactly what was
+published. Charts are drawn with matplotlib and embedded as data: URIs, styles are inline: the
+page opens offline and references no remote URL. Counts of 5 or fewer are suppressed
+(DOMAIN.md section 6: small cells).
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from ingest.config import Settings
+
+log = logging.getLogger(__name__)
+
+SMALL_CELL = 5  # counts <= this are suppressed in aggregate reports
+
+
+def suppress(n: int | None) -> str:
+    """A count as shown in the report: '<=5' when small enough to single out a person."""
+    if n is None:
+        return "n/a"
+    return f"<={SMALL_CELL}" if 0 < n <= SMALL_CELL else f"{n:,}"
+
+
+@dataclass
+class Section:
+    title: str
+    body: str
+
+
+def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                            [table]).fetchone()[0])
+
+
+def _figure_uri(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _chart(uri: str, alt: str) -> str:
+    return f'<img class="chart" src="{uri}" alt="{html.escape(alt)}">'
+
+
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _funnel(con) -> Section:
+    import matplotlib.pyplot as plt
+
+    if not _has(con, "care_pathways"):
+        return Section("Pathway funnel", "<p>care_pathways was not published.</p>")
+    row = con.execute("""
+        SELECT count(*) FILTER (WHERE referred_at IS NOT NULL),
+               count(*) FILTER (WHERE screening_result IS NOT NULL),
+               count(*) FILTER (WHERE preparation_sessions > 0),
+               count(*) FILTER (WHERE first_dose_at IS NOT NULL),
+               count(*) FILTER (WHERE is_induction_completed),
+               count(*) FILTER (WHERE maintenance_doses > 0)
+        FROM care_pathways""").fetchone()
+    stages = ["referred", "screened", "prepared", "first dose", "induction complete", "maintenance"]
+    shown = [0 if n <= SMALL_CELL else n for n in row]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.barh(stages[::-1], shown[::-1], color="#3b6ea5")
+    ax.set_xlabel("episodes")
+    ax.set_title("Care-pathway funnel (episodes reaching each step)")
+    table = _table(["step", "episodes"], [[s, suppress(n)] for s, n in zip(stages, row)])
+    return Section("Pathway funnel", _chart(_figure_uri(fig), "pathway funnel bar chart") + table)
+
+
+def _adherence(con) -> Section:
+    import matplotlib.pyplot as plt
+
+    if not _has(con, "adherence_weekly"):
+        return Section("Adherence by week", "<p>adherence_weekly was not published.</p>")
+    rows = con.execute("""
+        SELECT week_start, sum(doses) AS doses,
+               sum(doses_with_integration_72h) AS integrated,
+               sum(appointments_due) AS due, sum(noshows) AS noshows
+        FROM adherence_weekly GROUP BY week_start ORDER BY week_start""").fetchall()
+    weeks = [r[0] for r in rows if r[1] and r[1] > SMALL_CELL]
+    share = [r[2] / r[1] for r in rows if r[1] and r[1] > SMALL_CELL]
+    noshow_weeks = [r[0] for r in rows if r[3] and r[3] > SMALL_CELL]
+    noshow = [r[4] / r[3] for r in rows if r[3] and r[3] > SMALL_CELL]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(weeks, share, marker="o", label="doses with integration within 72 h")
+    ax.plot(noshow_weeks, noshow, marker="s", label="no-show rate")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share")
+    ax.set_title("Adherence by week (weeks with more than 5 doses / appointments)")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.autofmt_xdate()
+    return Section("Adherence by week", _chart(_figure_uri(fig), "weekly adherence line chart"))
+
+
+def _response_curve(con) -> Section:
+    import matplotlib.pyplot as plt
+
+    if not _has(con, "assessments"):
+        return Section("PHQ-9 response", "<p>assessments was not published.</p>")
+    rows = con.execute("""
+        SELECT CAST(floor(days_from_first_dose / 7) AS INTEGER) AS week,
+               count(DISTINCT episode_key) AS episodes,
+               count(DISTINCT episode_key) FILTER (WHERE meets_response) AS responding
+        FROM assessments
+        WHERE instrument = 'phq9' AND is_post_dose AND baseline_score IS NOT NULL
+        GROUP BY week ORDER BY week""").fetchall()
+    kept = [(w, n, r) for w, n, r in rows if n > SMALL_CELL]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot([w for w, _, _ in kept], [r / n for _, n, r in kept], marker="o", color="#2e7d32")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("weeks since first dose")
+    ax.set_ylabel("share responding (>= 50 % below baseline)")
+    ax.set_title("PHQ-9 response by weeks since first dose")
+    table = _table(["week", "episodes scored", "responding"],
+                   [[w, suppress(n), suppress(r) if n > SMALL_CELL else "suppressed"] for w, n, r in rows])
+    return Section("PHQ-9 response", _chart(_figure_uri(fig), "PHQ-9 response curve") + table)
+
+
+def _safety(con) -> Section:
+    if not _has(con, "dosing_safety"):
+        return Section("Safety", "<p>dosing_safety was not published.</p>")
+    row = con.execute("""
+        SELECT count(*), count(*) FILTER (WHERE has_bp_rise_flag),
+               count(*) FILTER (WHERE NOT is_monitoring_complete),
+               coalesce(sum(adverse_events), 0), coalesce(sum(serious_adverse_events), 0)
+        FROM dosing_safety""").fetchone()
+    labels = ["dosing sessions", "BP rise >= 40 systolic or >= 25 diastolic",
+              "monitoring incomplete", "adverse events", "serious adverse events"]
+    return Section("Safety flags", _table(["flag", "count"], [[l, suppress(n)] for l, n in zip(labels, row)]))
+
+
+def _data_quality(con) -> Section:
+    if not _has(con, "dq_results"):
+        return Section("Data quality", "<p>dq_results was not published.</p>")
+    counts = con.execute("""
+        SELECT stage, severity, status, count(*) FROM dq_results
+        GROUP BY ALL ORDER BY stage, severity, status""").fetchall()
+    failed = con.execute("""
+        SELECT stage, check_id, severity, rows_failed, pct_failed FROM dq_results
+        WHERE status = 'failed' ORDER BY severity, stage, check_id""").fetchall()
+    body = _table(["stage", "severity", "status", "checks"], [list(r) for r in counts])
+    if failed:
+        body += "<h3>Failed checks</h3>" + _table(
+            ["stage", "check", "severity", "rows failed", "% failed"],
+            [[s, c, sev, n, f"{p:.2f}" if p is not None else ""] for s, c, sev, n, p in failed])
+    return Section("Data quality", body)
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#222;max-width:60rem}
+h1{font-size:1.5rem} h2{font-size:1.2rem;border-bottom:1px solid #ccc;padding-bottom:.2rem}
+table{border-collapse:collapse;margin:.5rem 0} td,th{border:1px solid #ccc;padding:.2rem .6rem;text-align:left}
+.chart{max-width:100%;display:block} .meta{color:#666}
+"""
+
+
+def render(analytics: Path, run_id: str) -> str:
+    """The report page for one published file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    con = duckdb.connect(str(analytics), read_only=True)
+    try:
+        published = con.execute("SELECT max(published_at), max(as_of) FROM publish_runs").fetchone() \
+            if _has(con, "publish_runs") else (None, None)
+        sections = [_funnel(con), _adherence(con), _response_curve(con), _safety(con), _data_quality(con)]
+    finally:
+        con.close()
+    parts = [f"<h2>{html.escape(s.title)}</h2>{s.body}" for s in sections]
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>KAP run report {html.escape(run_id)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>KAP nightly run report</h1><p class=meta>run {html.escape(run_id)} - published "
+        f"{html.escape(str(published[0]))} - as of {html.escape(str(published[1] or 'latest'))} - "
+        f"counts of {SMALL_CELL} or fewer are suppressed</p>"
+        + "".join(parts) + "</body></html>"
+    )
+
+
+def write_run_report(settings: Settings, run_id: str, analytics: Path | None = None) -> Path:
+    """Write reports/<run_id>.html and reports/latest.html; returns the run's page."""
+    analytics = analytics or settings.analytics
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    page = render(analytics, run_id)
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in run_id)
+    path = settings.reports_dir / f"{safe}.html"
+    path.write_text(page, encoding="utf-8")
+    (settings.reports_dir / "latest.html").write_text(page, encoding="utf-8")
+    log.info("run report written to %s", path)
+    return path
