@@ -104,7 +104,7 @@ def _adherence(con) -> Section:
     ax.set_ylim(0, 1)
     ax.set_ylabel("share")
     ax.set_title("Adherence by week (weeks with more than 5 doses / appointments)")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
     fig.autofmt_xdate()
     return Section("Adherence by week", _chart(_figure_uri(fig), "weekly adherence line chart"))
 
@@ -142,7 +142,7 @@ def _safety(con) -> Section:
                coalesce(sum(adverse_events), 0), coalesce(sum(serious_adverse_events), 0)
         FROM dosing_safety""").fetchone()
     labels = ["dosing sessions", "BP rise >= 40 systolic or >= 25 diastolic",
-              "monitoring incomplete", "adverse events", "serious adverse events"]
+              "monitoring incomplete (3 BP, >= 120 min, SpO2; REMS form for esketamine)", "adverse events", "serious adverse events"]
     return Section("Safety flags", _table(["flag", "count"], [[l, suppress(n)] for l, n in zip(labels, row)]))
 
 
