@@ -1,0 +1,330 @@
+"""Privacy at the boundary (DOMAIN.md section 6), proven on a generated clinic.
+
+One clinic (60 patients x 120 days, 2 % faults) is generated and run through the whole pipeline
+(`ingest.pipeline.run`) once per module. Every direct identifier and every note sentence is read
+back from the generated landing files, then searched for:
+
+- in raw.events payloads and in every text/JSON column of every table of analytics.duckdb:
+  names, MRN, SSN and other identifier values, phone, email, street lines, exact birth dates and
+  note sentences - zero hits;
+- in raw.quarantine.raw_record (which keeps the rejected record, redacted): note text - zero hits.
+
+Also: no birth date (finer than the year) in analytics, ages > 89 only as 90+, random surrogate keys
+(not a hash of MRN or Patient.id, different in two fresh warehouses), and no restricted or
+intermediate schema/table in analytics.duckdb.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ingest.config import Settings
+from ingest.generator import generate
+
+CLINIC = {"patients": 60, "days": 120, "seed": 4242, "fault_rate": 0.02}
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n")
+
+
+# ---- what the landing files hold ----------------------------------------------------------------
+
+def _json_lines(path: Path):
+    for raw in path.read_bytes().splitlines():
+        try:
+            obj = json.loads(raw.decode("utf-8-sig"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(obj, dict):
+            yield obj
+        elif isinstance(obj, list):
+            yield from (o for o in obj if isinstance(o, dict))
+
+
+def read_identifiers(landing: Path) -> dict[str, set[str]]:
+    """Direct identifiers and note text the generator wrote, by kind."""
+    found: dict[str, set[str]] = {k: set() for k in (
+        "name_token", "full_name", "identifier", "telecom", "street", "birth_date", "sentence")}
+    for path in sorted((landing / "ehr").glob("*.ndjson")):
+        for r in _json_lines(path):
+            rtype = r.get("resourceType")
+            if rtype == "Patient":
+                for n in r.get("name") or []:
+                    tokens = [*(n.get("given") or []), n.get("family")]
+                    found["name_token"].update(t for t in tokens if isinstance(t, str) and len(t) >= 3)
+                    given = [g for g in n.get("given") or [] if isinstance(g, str)]
+                    if given and isinstance(n.get("family"), str):
+                        found["full_name"].add(f"{given[0]} {n['family']}")
+                        found["full_name"].add(" ".join([*given, n["family"]]))
+                for ident in r.get("identifier") or []:
+                    if isinstance(ident.get("value"), str):
+                        found["identifier"].add(ident["value"])
+                for t in r.get("telecom") or []:
+                    if isinstance(t.get("value"), str):
+                        found["telecom"].add(t["value"])
+                for a in r.get("address") or []:
+                    found["street"].update(x for x in a.get("line") or [] if isinstance(x, str))
+                if isinstance(r.get("birthDate"), str) and len(r["birthDate"]) == 10:
+                    found["birth_date"].add(r["birthDate"])
+            elif rtype == "DocumentReference":
+                for c in r.get("content") or []:
+                    data = (c.get("attachment") or {}).get("data")
+                    if isinstance(data, str):
+                        text = base64.b64decode(data).decode("utf-8", "replace")
+                        found["sentence"].update(_sentences(text))
+    for path in sorted((landing / "notes").glob("*.jsonl")):
+        for r in _json_lines(path):
+            if isinstance(r.get("text"), str):
+                found["sentence"].update(_sentences(r["text"]))
+    return found
+
+
+def _sentences(text: str) -> set[str]:
+    return {s.strip() for s in SENTENCE_SPLIT.split(text) if len(s.strip()) >= 12}
+
+
+# ---- the module's clinic, run end to end -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("privacy") / "landing"
+    generate(out, **CLINIC)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ids(landing) -> dict[str, set[str]]:
+    found = read_identifiers(landing)
+    # the generator must have given us something to look for
+    assert len(found["identifier"]) >= 2 * CLINIC["patients"]
+    assert len(found["birth_date"]) >= CLINIC["patients"] * 0.9
+    assert len(found["sentence"]) >= 50 and found["street"] and found["telecom"] and found["full_name"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def ingested(landing, tmp_path_factory) -> Settings:
+    """Ingest only (raw.events, raw.quarantine, restricted.patient_keys)."""
+    from ingest.loader import ingest_landing
+
+    logging.getLogger("ingest.loader").setLevel(logging.CRITICAL)
+    settings = Settings(home=tmp_path_factory.mktemp("privacy_ingest").resolve()).ensure_dirs()
+    summary = ingest_landing(landing, settings)
+    assert summary.ok and summary.totals["events_added"] > 1000
+    return settings
+
+
+@pytest.fixture(scope="module")
+def published(landing, tmp_path_factory) -> Settings:
+    """The whole nightly pipeline: ingest, checks, dbt build, publish."""
+    pytest.importorskip("ingest.transform", reason="ingest.transform (dbt build) is missing")
+    pytest.importorskip("ingest.publish", reason="ingest.publish is missing")
+    pytest.importorskip("ingest.quality", reason="ingest.quality is missing")
+    from ingest.pipeline import run
+
+    settings = Settings(home=tmp_path_factory.mktemp("privacy_run").resolve()).ensure_dirs()
+    summary = run(landing, settings, progress=lambda msg: None)
+    assert summary.published == settings.analytics and settings.analytics.is_file()
+    return settings
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(path), read_only=True)
+
+
+# ---- the scanner --------------------------------------------------------------------------------
+
+def _load_needles(con, ids: dict[str, set[str]], kinds) -> None:
+    rows = [(k, v) for k in kinds for v in sorted(ids[k])]
+    con.execute("CREATE OR REPLACE TEMP TABLE needles (kind VARCHAR, needle VARCHAR)")
+    con.executemany("INSERT INTO needles VALUES (?, ?)", rows)
+
+
+def _scan(con, haystack_sql: str, ids: dict[str, set[str]], kinds, mask: list[str] = ()) -> list[tuple]:
+    """Rows (where, kind, needle, excerpt) of `haystack_sql(where, hay)` that contain a needle.
+
+    Name tokens match as whole words, everything else as a substring. `mask` strings (clinic names,
+    which are not patient identifiers but may share a word with a family name) are blanked first.
+    """
+    _load_needles(con, ids, kinds)
+    hay = "hay"
+    for m in mask:
+        hay = f"replace({hay}, '{m.replace(chr(39), chr(39) * 2)}', '')"
+    return con.execute(f"""
+        WITH h AS (SELECT "where", {hay} AS hay FROM ({haystack_sql}) WHERE hay IS NOT NULL)
+        SELECT h."where", n.kind, n.needle, left(h.hay, 300)
+        FROM h JOIN needles n ON CASE
+            WHEN n.kind = 'name_token' THEN regexp_matches(h.hay, '\\b' || n.needle || '\\b')
+            ELSE contains(h.hay, n.needle) END
+        LIMIT 50
+    """).fetchall()
+
+
+def _clinic_names(landing: Path) -> list[str]:
+    names = []
+    for rtype in ("Organization", "Location"):
+        for path in sorted((landing / "ehr").glob(f"{rtype}.*.ndjson")):
+            names += [r["name"] for r in _json_lines(path) if isinstance(r.get("name"), str)]
+    return sorted(set(names), key=len, reverse=True)
+
+
+ALL_KINDS = ("name_token", "full_name", "identifier", "telecom", "street", "birth_date", "sentence")
+
+
+# ---- raw zone: the event log and the quarantine ------------------------------------------------------
+
+def test_event_payloads_hold_no_identifier_or_note_text(ingested, ids, landing):
+    con = _connect(ingested.warehouse)
+    try:
+        hits = _scan(con, "SELECT event_type AS \"where\", payload::VARCHAR AS hay FROM raw.events",
+                     ids, ALL_KINDS, mask=_clinic_names(landing))
+    finally:
+        con.close()
+    assert hits == []
+
+
+def test_quarantine_holds_no_note_text(ingested, ids):
+    con = _connect(ingested.warehouse)
+    try:
+        n = con.execute("SELECT count(*) FROM raw.quarantine q JOIN raw.ingest_files f USING (file_id) "
+                        "WHERE f.source = 'notes'").fetchone()[0]
+        assert n > 0, "the faults should have quarantined some note lines"
+        hits = _scan(con, "SELECT reason_code AS \"where\", raw_record AS hay FROM raw.quarantine "
+                          "UNION ALL SELECT reason_code, detail FROM raw.quarantine", ids, ("sentence",))
+    finally:
+        con.close()
+    assert hits == []
+
+
+def test_patient_keys_are_random(landing, ingested, tmp_path):
+    """Surrogate keys are not derived from the person's data: not a hash of the MRN or Patient.id,
+    and a second fresh warehouse ingesting the same export gets different keys."""
+    from ingest.loader import ingest_landing
+
+    con = _connect(ingested.warehouse)
+    try:
+        first = con.execute("SELECT id_system, id_value, patient_key FROM restricted.patient_keys").fetchall()
+    finally:
+        con.close()
+    assert len({k for _, _, k in first}) >= CLINIC["patients"]
+
+    # a second warehouse, only the Patient file: same identifiers, other keys
+    drop = tmp_path / "landing"
+    (drop / "ehr").mkdir(parents=True)
+    for p in (landing / "ehr").glob("Patient.*.ndjson"):
+        (drop / "ehr" / p.name).write_bytes(p.read_bytes())
+    other = Settings(home=(tmp_path / "home2").resolve())
+    ingest_landing(drop, other)
+    con = _connect(other.warehouse)
+    try:
+        second = {(s, v): k for s, v, k in con.execute(
+            "SELECT id_system, id_value, patient_key FROM restricted.patient_keys").fetchall()}
+    finally:
+        con.close()
+    common = [(s, v, k) for s, v, k in first if (s, v) in second]
+    assert len(common) >= CLINIC["patients"]
+    assert all(second[(s, v)] != k for s, v, k in common)
+
+    by_key: dict[str, set[str]] = {}
+    for _, value, key in first:
+        by_key.setdefault(key, set()).add(value)
+    for key, values in by_key.items():
+        compact = key.replace("-", "").lower()
+        for value in values:
+            for algo in ("md5", "sha1", "sha256", "sha512"):
+                digest = hashlib.new(algo, value.encode()).hexdigest()
+                assert compact not in digest and digest not in compact, (algo, value)
+            for ns in (uuid.NAMESPACE_OID, uuid.NAMESPACE_URL, uuid.NAMESPACE_DNS, uuid.NAMESPACE_X500):
+                assert key not in (str(uuid.uuid3(ns, value)), str(uuid.uuid5(ns, value)))
+            assert value.lower() not in key.lower()
+        try:
+            assert uuid.UUID(key).version not in (3, 5), "name-based UUID: derived from data"
+        except ValueError:
+            pass   # not a UUID at all: the hash checks above still apply
+
+
+# ---- BI zone: analytics.duckdb ------------------------------------------------------------------------
+
+def _text_columns(con) -> list[tuple[str, str, str]]:
+    return con.execute("""
+        SELECT table_schema, table_name, column_name FROM information_schema.columns
+        WHERE data_type IN ('VARCHAR', 'JSON') OR data_type LIKE '%[]' OR data_type LIKE 'STRUCT%'
+           OR data_type LIKE 'MAP%'
+        ORDER BY ALL""").fetchall()
+
+
+def test_analytics_holds_no_identifier_or_note_text(published, ids, landing):
+    con = _connect(published.analytics)
+    try:
+        cols = _text_columns(con)
+        assert cols
+        union = " UNION ALL ".join(
+            f"SELECT '{t}.{c}' AS \"where\", \"{c}\"::VARCHAR AS hay FROM \"{s}\".\"{t}\"" for s, t, c in cols)
+        hits = _scan(con, union, ids, ALL_KINDS, mask=_clinic_names(landing))
+    finally:
+        con.close()
+    assert hits == []
+
+
+def test_analytics_has_no_restricted_or_intermediate_layer(published):
+    con = _connect(published.analytics)
+    try:
+        rows = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+        schemas = {r[0] for r in con.execute("SELECT schema_name FROM information_schema.schemata").fetchall()}
+    finally:
+        con.close()
+    forbidden = ("raw", "restricted", "staging", "intermediate", "stg_", "int_", "dbt")
+    assert not [s for s in schemas if s.lower().startswith(forbidden)]
+    assert not [(s, t) for s, t in rows if s.lower().startswith(forbidden) or t.lower().startswith(forbidden)
+                or t.lower() in ("events", "quarantine", "patient_keys", "ingest_files")]
+    assert {"care_pathways", "dosing_sessions", "patient_outcomes"} <= {t for _, t in rows}
+
+
+def test_analytics_has_no_birth_date_and_groups_ages_over_89(published, ids):
+    births = {dt.date.fromisoformat(b) for b in ids["birth_date"]}
+    con = _connect(published.analytics)
+    try:
+        cols = con.execute("""SELECT table_name, column_name, data_type FROM information_schema.columns
+                              ORDER BY ALL""").fetchall()
+        for table, column, dtype in cols:
+            name = column.lower()
+            assert "birth_date" not in name and "birthdate" not in name and name not in ("dob", "date_of_birth")
+            if dtype in ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS"):
+                values = {r[0] for r in con.execute(
+                    f'SELECT DISTINCT CAST("{column}" AS DATE) FROM "{table}" WHERE "{column}" IS NOT NULL').fetchall()}
+                assert not (values & births), (table, column, sorted(values & births)[:3])
+            if re.search(r"(^|_)age($|_)", name):
+                if dtype.startswith(("INT", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT", "DOUBLE", "DECIMAL", "FLOAT")):
+                    top = con.execute(f'SELECT max("{column}") FROM "{table}"').fetchone()[0]
+                    assert top is None or top <= 90, f"{table}.{column}: exact age {top} > 89 (group as 90+)"
+                else:
+                    values = [r[0] for r in con.execute(f'SELECT DISTINCT "{column}"::VARCHAR FROM "{table}"').fetchall()]
+                    for v in values:
+                        nums = [int(x) for x in re.findall(r"\d+", v or "")]
+                        assert all(n <= 90 for n in nums), f"{table}.{column}: band {v!r} above 90+"
+    finally:
+        con.close()
+
+
+def test_scanner_finds_what_it_looks_for(landing, ids):
+    """Positive control: the same scan over the landing files themselves finds every kind."""
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE TABLE landing_lines (\"where\" VARCHAR, hay VARCHAR)")
+        for path in [*sorted((landing / "ehr").glob("Patient.*.ndjson")),
+                     *sorted((landing / "ehr").glob("Appointment.*.ndjson")),   # "display": "Given Family"
+                     *sorted((landing / "notes").glob("*.jsonl"))]:
+            con.executemany("INSERT INTO landing_lines VALUES (?, ?)",
+                            [(path.name, line) for line in path.read_text("utf-8", "replace").splitlines()])
+        _load_needles(con, ids, ALL_KINDS)
+        for kind in ALL_KINDS:
+            assert _scan(con, "SELECT * FROM landing_lines", ids, (kind,)), kind
+    finally:
+        con.close()
