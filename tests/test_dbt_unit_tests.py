@@ -16,6 +16,7 @@ EXPECTED = {
     "noshow_and_late_cancel_rates",
     "monitoring_completeness_and_bp_rise",
     "phase_transitions_in_time_order",
+    "integration_outcomes_bands_durability_boosters_and_small_cells",
 }
 
 

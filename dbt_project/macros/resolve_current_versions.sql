@@ -8,14 +8,17 @@
        (entered-in-error resource, voided dosing row, entered-in-error note).
 
     A retraction known only after as_of does not apply: rebuilding as of an earlier moment shows
-    the record as it was then known. -#}
-{% macro resolve_current_versions(events_relation) -%}
+    the record as it was then known. `records_filter` (a predicate on alias ev) limits the records
+    resolved - an incremental build passes the records touched since its last build; every version
+    of such a record is still read, so the resolution is the same as in a full build. -#}
+{% macro resolve_current_versions(events_relation, records_filter='1 = 1') -%}
     {%- set cutoff = kap_as_of() -%}
 with known as (
     select *
-    from {{ events_relation }}
+    from {{ events_relation }} as ev
+    where {{ records_filter }}
     {%- if cutoff is not none %}
-    where recorded_at <= {{ cutoff }}
+      and recorded_at <= {{ cutoff }}
     {%- endif %}
 ),
 

@@ -7,7 +7,18 @@
       'maintenance' for every later dose; before that it is 'induction';
     - is_gap_flagged: induction gap > 7 days, or maintenance gap > 14 days for esketamine (IN);
     - integration: an attended integration session of the patient starting at or after the dose
-      start and at most 72 h (resp. 24 h) later. -#}
+      start and at most 72 h (resp. 24 h) later.
+    Incremental per patient (macros/incremental.sql): every rule here reads only the patient's own
+    doses, episodes and sessions, so a nightly build recomputes just the patients with an event
+    ingested since the last build (delete + insert per patient); as-of builds rebuild fully. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='sync_all_columns',
+    pre_hook="{{ kap_incremental_prune('patient') }}",
+    post_hook="{{ kap_incremental_mark() }}",
+) }}
+-- depends_on: {{ source('raw', 'events') }}
 with doses as (
     select
         d.*,
@@ -15,6 +26,7 @@ with doses as (
     from {{ ref('int_doses_unified') }} as d
     left join {{ ref('int_patient_episodes') }} as ep
         on {{ episode_window_join('ep', 'd.patient_key', 'd.start_at') }}
+    where {{ kap_incremental_filter('patient', 'd') }}
 ),
 
 numbered as (

@@ -1,10 +1,18 @@
 {#- Grain: one row per dosing session (dose_key). THE one-dose-one-row rule (ours):
     an EHR MedicationAdministration (ketamine/esketamine) and a dosing-log row are the same
-    session when they share patient, clinic day (UTC date of start_at) and route; if a patient has
-    several sessions of one route on one day, they pair in start order. The dosing log wins for the
-    dose and the vitals/monitoring details; the EHR fills fields the log lacks (field by field),
-    including BP/SpO2/heart rate from the EHR vital-signs Observations of the administration's
-    encounter. Unpaired rows from either source are sessions of their own. -#}
+    session when they belong to the same patient and route and their start times lie within
+    var dose_match_hours (12) of each other - the "same clinic day" intent, measured in hours
+    rather than on the UTC date, so a late-evening session in a western time zone (which straddles
+    UTC midnight in one source and not the other) still pairs. Matching is one-to-one, nearest
+    first: a pair is made when each row is the other's nearest remaining candidate (ties: lower
+    id); this runs in var dose_match_rounds (3) rounds over the rows still unpaired, which is
+    the greedy nearest-first matching for any realistic number of same-route sessions within 12 h.
+    The dosing log wins for the dose and the vitals/monitoring details; the EHR fills fields the
+    log lacks (field by field), including BP/SpO2/heart rate from the EHR vital-signs
+    Observations of the administration's encounter. Unpaired rows from either source are
+    sessions of their own. dose_date is the UTC date of the session's start (log first). -#}
+{%- set match_minutes = var('dose_match_hours', 12) * 60 %}
+{%- set rounds = var('dose_match_rounds', 3) %}
 with ehr as (
     select
         administration_id,
@@ -17,11 +25,7 @@ with ehr as (
         dose_mg,
         ma.start_at,
         ma.end_at,
-        cast(ma.start_at as date) as dose_date,
-        row_number() over (
-            partition by ma.patient_key, cast(ma.start_at as date), route
-            order by ma.start_at, administration_id
-        ) as day_slot
+        cast(ma.start_at as date) as dose_date
     from {{ ref('stg_ehr__medication_administrations') }} as ma
     left join {{ ref('stg_ehr__encounters') }} as enc
         on enc.encounter_id = ma.encounter_id
@@ -32,13 +36,53 @@ with ehr as (
 dosing_log as (
     select
         *,
-        cast(start_at as date) as dose_date,
-        row_number() over (
-            partition by patient_key, cast(start_at as date), route
-            order by start_at, dosing_id
-        ) as day_slot
+        cast(start_at as date) as dose_date
     from {{ ref('stg_dosing__doses') }}
     where patient_key is not null
+),
+
+candidates as (
+    -- every same-patient, same-route pair whose starts are at most dose_match_hours apart
+    select
+        l.dosing_id,
+        e.administration_id,
+        abs({{ dbt.datediff('l.start_at', 'e.start_at', 'minute') }}) as minutes_apart
+    from dosing_log as l
+    inner join ehr as e
+        on e.patient_key = l.patient_key
+        and e.route = l.route
+        and e.start_at >= {{ dbt.dateadd('minute', -match_minutes, 'l.start_at') }}
+        and e.start_at <= {{ dbt.dateadd('minute', match_minutes, 'l.start_at') }}
+),
+{% for n in range(1, rounds + 1) %}
+matched_{{ n }} as (
+    -- round {{ n }}: mutual nearest among the candidates still unpaired
+    select dosing_id, administration_id
+    from (
+        select
+            c.dosing_id,
+            c.administration_id,
+            row_number() over (partition by c.dosing_id order by c.minutes_apart, c.administration_id) as nearest_for_log,
+            row_number() over (partition by c.administration_id order by c.minutes_apart, c.dosing_id) as nearest_for_ehr
+        from candidates as c
+        {%- for m in range(1, n) %}
+        left join matched_{{ m }} as log_{{ m }} on log_{{ m }}.dosing_id = c.dosing_id
+        left join matched_{{ m }} as ehr_{{ m }} on ehr_{{ m }}.administration_id = c.administration_id
+        {%- endfor %}
+        where 1 = 1
+        {%- for m in range(1, n) %}
+          and log_{{ m }}.dosing_id is null
+          and ehr_{{ m }}.administration_id is null
+        {%- endfor %}
+    ) as ranked
+    where nearest_for_log = 1 and nearest_for_ehr = 1
+),
+{% endfor %}
+matches as (
+    {%- for n in range(1, rounds + 1) %}
+    select dosing_id, administration_id from matched_{{ n }}
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
 ),
 
 paired as (
@@ -73,11 +117,10 @@ paired as (
         l.clinician_id,
         l.rems_form_submitted_on
     from dosing_log as l
+    left join matches as m
+        on m.dosing_id = l.dosing_id
     full outer join ehr as e
-        on l.patient_key = e.patient_key
-        and l.dose_date = e.dose_date
-        and l.route = e.route
-        and l.day_slot = e.day_slot
+        on e.administration_id = m.administration_id
 ),
 
 bp_readings as (

@@ -1,5 +1,14 @@
 {#- Grain: one row per dosing session (dose_key), one dose counted once across the EHR and the
-    dosing log (int_doses_unified). -#}
+    dosing log (int_doses_unified). Incremental per patient like int_dose_series
+    (macros/incremental.sql): equal to a full rebuild, cheaper on a long history. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='sync_all_columns',
+    pre_hook="{{ kap_incremental_prune('patient') }}",
+    post_hook="{{ kap_incremental_mark() }}",
+) }}
+-- depends_on: {{ source('raw', 'events') }}
 select
     dose_key,
     episode_key,
@@ -34,3 +43,4 @@ select
     monitoring_end_at,
     integration_at
 from {{ ref('int_dose_series') }}
+where {{ kap_incremental_filter('patient') }}

@@ -1,0 +1,163 @@
+"""Incremental dbt builds equal full rebuilds (macros/incremental.sql).
+
+A generated clinic is split into two nightly drops: night 1 holds the first 70 % of every base
+export file, night 2 the rest (new records, new patients) plus every amendment file (re-exported
+FHIR versions, entered-in-error resources, amended and voided dosing rows, amended notes). After
+night 2 the incremental build must give exactly the tables a --full-refresh build gives, and an
+as-of build must never leave the incremental tables behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ingest import transform
+from ingest.config import Settings
+
+CLINIC = {"patients": 60, "days": 120, "seed": 23, "fault_rate": 0.02}
+AMENDMENT = re.compile(r"(\.0*[1-9]\d*\.ndjson$)|(_amendments\.)")
+INCREMENTAL = ("stg_raw__current_events", "int_dose_series", "dosing_sessions")
+
+
+def split_into_nights(generated: Path, landing: Path, share: float = 0.7) -> None:
+    """landing/<source>/night1 and night2 drop folders from one generated landing folder."""
+    for path in sorted(generated.rglob("*")):
+        if not path.is_file():
+            continue
+        source = path.relative_to(generated).parts[0]
+        night1 = landing / source / "night1" / path.name
+        night2 = landing / source / "night2" / path.name
+        night1.parent.mkdir(parents=True, exist_ok=True)
+        night2.parent.mkdir(parents=True, exist_ok=True)
+        if AMENDMENT.search(path.name):
+            shutil.copyfile(path, night2)
+            continue
+        lines = path.read_bytes().splitlines(keepends=True)
+        header = lines[:1] if path.suffix == ".csv" else []
+        body = lines[len(header):]
+        cut = int(len(body) * share)
+        night1.write_bytes(b"".join(header + body[:cut]))
+        if body[cut:]:
+            night2.write_bytes(b"".join(header + body[cut:]))
+
+
+def ingest(landing: Path, settings: Settings, nights: tuple[str, ...]) -> None:
+    """Ingest the named drop folders (a landing view holding only them, like files arriving)."""
+    from ingest.loader import ingest_landing
+
+    view = landing.parent / "arrived"
+    for night in nights:
+        for folder in landing.glob(f"*/{night}"):
+            target = view / folder.parent.name / night
+            if not target.exists():
+                shutil.copytree(folder, target)
+    summary = ingest_landing(view, settings, run_id=f"test-{'-'.join(nights)}")
+    assert not [f for f in summary.files if f.status == "failed"]
+
+
+def table_checksums(settings: Settings) -> dict[str, tuple[list[str], int, str]]:
+    """Every dbt table (staging, intermediate, marts): columns, rows, checksum of the sorted rows."""
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        tables = con.execute("""
+            select table_schema, table_name from information_schema.tables
+            where table_schema in ('staging', 'intermediate', 'marts') and table_type = 'BASE TABLE'
+              and table_name <> 'kap_incremental_state'
+            order by 1, 2""").fetchall()
+        out = {}
+        for schema, table in tables:
+            cur = con.execute(f'select * from {schema}."{table}"')
+            columns = [c[0] for c in cur.description]
+            rows = sorted(repr(r) for r in cur.fetchall())
+            out[f"{schema}.{table}"] = (columns, len(rows),
+                                        hashlib.sha256("\n".join(rows).encode()).hexdigest())
+        return out
+    finally:
+        con.close()
+
+
+def compiled_run_sql(settings: Settings, model_path: str) -> str:
+    return (settings.dbt_target_dir / "compiled" / "kap" / "models" / model_path).read_text()
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory) -> Path:
+    from ingest.generator import generate
+
+    root = tmp_path_factory.mktemp("nights")
+    generate(root / "generated", **CLINIC)
+    split_into_nights(root / "generated", root / "landing")
+    return root / "landing"
+
+
+def night2_changes(settings: Settings) -> dict[str, int]:
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        night2 = "(select max(ingested_at) from raw.events)"
+        return {
+            "retractions": con.execute(f"select count(*) from raw.events where event_type = 'record_retracted' "
+                                       f"and ingested_at = {night2}").fetchone()[0],
+            "new_versions_of_night1_records": con.execute(f"""
+                select count(*) from raw.events n
+                where n.ingested_at = {night2}
+                  and exists (select 1 from raw.events o where o.ingested_at < {night2}
+                              and o.source = n.source and o.source_record_id = n.source_record_id)""").fetchone()[0],
+            "new_records": con.execute(f"""
+                select count(*) from raw.events n
+                where n.ingested_at = {night2}
+                  and not exists (select 1 from raw.events o where o.ingested_at < {night2}
+                                  and o.source = n.source and o.source_record_id = n.source_record_id)""").fetchone()[0],
+        }
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_incremental_build_after_corrections_equals_full_refresh(two_nights, tmp_path):
+    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
+    ingest(two_nights, settings, ("night1",))
+    transform.build(settings)                       # first build: full
+    ingest(two_nights, settings, ("night1", "night2"))
+    changes = night2_changes(settings)
+    assert changes["retractions"] > 0 and changes["new_versions_of_night1_records"] > 0
+    assert changes["new_records"] > 0
+
+    transform.build(settings)                       # nightly: incremental
+    # the delta path really ran: only records / patients touched since the watermark
+    assert "ingested_at > cast(" in compiled_run_sql(settings, "staging/stg_raw__current_events.sql")
+    assert "ingested_at > cast(" in compiled_run_sql(settings, "intermediate/int_dose_series.sql")
+    incremental = table_checksums(settings)
+
+    transform.build(settings, full_refresh=True)
+    assert "ingested_at > cast(" not in compiled_run_sql(settings, "staging/stg_raw__current_events.sql")
+    full = table_checksums(settings)
+    assert set(incremental) == set(full)
+    assert {t for t in full if t.startswith("marts.")} >= {f"marts.{m}" for m in ("dosing_sessions", "integration_outcomes")}
+    differing = [t for t in full if incremental[t] != full[t]]
+    assert differing == []
+
+
+@pytest.mark.slow
+def test_build_after_an_as_of_build_equals_full_refresh(two_nights, tmp_path):
+    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
+    ingest(two_nights, settings, ("night1",))
+    transform.build(settings)
+    transform.build(settings, as_of="2025-02-15T00:00:00")          # a replay: always a full rebuild
+    assert "ingested_at > cast(" not in compiled_run_sql(settings, "staging/stg_raw__current_events.sql")
+
+    ingest(two_nights, settings, ("night1", "night2"))
+    transform.build(settings)                       # the as_of changed since the last build: full
+    assert "ingested_at > cast(" not in compiled_run_sql(settings, "staging/stg_raw__current_events.sql")
+    after_as_of = table_checksums(settings)
+    transform.build(settings, full_refresh=True)
+    full = table_checksums(settings)
+    assert [t for t in full if after_as_of.get(t) != full[t]] == []
+    # and the next nightly build is a delta again
+    transform.build(settings)
+    assert "ingested_at > cast(" in compiled_run_sql(settings, "staging/stg_raw__current_events.sql")
+    assert table_checksums(settings) == full
