@@ -180,6 +180,9 @@ GOOD_MARTS: dict[str, dict[str, Any]] = {
         "clinic_day_key": "clinic-01:2025-01-10", "clinic_id": "clinic-01", "activity_date": dt.date(2025, 1, 10),
         "appointments_booked": 2, "appointments_attended": 1, "dosing_sessions": 1,
         "therapy_sessions_attended": 1, "new_patients": 0, "active_episodes": 3, "chair_minutes": 120},
+    "integration_outcomes": {
+        "cell_key": "IV:80_plus", "episode_route": "IV", "integration_band": "80_plus", "instrument": "phq9",
+        "patients": 7, "episodes": 7, "responders": 6, "response_rate": 0.857, "is_suppressed": False},
 }
 
 
@@ -271,6 +274,7 @@ MART_CONDITION_FAULTS: dict[str, dict[str, Any]] = {
     "marts_dosing_safety_esketamine_three_bp": {"bp_readings": 2},
     "marts_clinic_daily_counts_not_negative": {"chair_minutes": -5},
     "marts_clinic_daily_not_after_as_of": {"activity_date": dt.date(2030, 1, 1)},
+    "marts_integration_outcomes_small_cells_suppressed": {"patients": 4},
 }
 
 _EQUALS = re.compile(r"^\s*(\w+)\s*=\s*'([^']*)'\s*$")

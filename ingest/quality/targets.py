@@ -17,6 +17,7 @@ from dataclasses import dataclass
 MART_TABLES: tuple[str, ...] = (
     "care_pathways", "pathway_transitions", "dosing_sessions", "therapy_sessions", "assessments",
     "patient_outcomes", "adherence_patient", "adherence_weekly", "dosing_safety", "clinic_daily",
+    "integration_outcomes",
 )
 
 # Preferred key columns per mart for failing-row samples (first one present wins; else the
@@ -32,6 +33,7 @@ MART_KEYS: dict[str, tuple[str, ...]] = {
     "adherence_weekly": ("adherence_week_key", "week_start", "week_start_date"),
     "dosing_safety": ("dosing_session_key", "dosing_key", "dosing_id"),
     "clinic_daily": ("clinic_daily_key", "clinic_id"),
+    "integration_outcomes": ("cell_key",),
 }
 
 _RUN_EVENTS = """
