@@ -172,15 +172,12 @@ def summary(home: str | None) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write (default: docs/ in the project root).")
 def docs(out: Path | None) -> None:
-    """Regenerate docs/events.md and docs/quarantine.md from the code's catalogues."""
-    from ingest import events, reasons
+    """Regenerate the docs rendered from code: event catalogue, reason codes, checks, table dictionary."""
     from ingest.config import PROJECT_ROOT
+    from ingest.generated_docs import write_all
 
-    folder = out or PROJECT_ROOT / "docs"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "events.md").write_text(events.render_markdown())
-    (folder / "quarantine.md").write_text(reasons.render_markdown())
-    click.echo(f"wrote {folder / 'events.md'} and {folder / 'quarantine.md'}")
+    for path in write_all(out or PROJECT_ROOT / "docs"):
+        click.echo(f"wrote {path}")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
