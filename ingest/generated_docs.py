@@ -23,11 +23,19 @@ def _quality() -> str:
     return render_markdown()
 
 
+def _tables() -> str:
+    from ingest.config import DBT_PROJECT_DIR
+    from ingest.dictionary import render_markdown
+
+    return render_markdown(DBT_PROJECT_DIR)
+
+
 # path under docs/ -> renderer
 GENERATED: dict[str, Callable[[], str]] = {
     "events.md": _events,
     "quarantine.md": _reasons,
     "quality.md": _quality,
+    "analyst/tables.md": _tables,
 }
 
 
