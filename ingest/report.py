@@ -163,6 +163,16 @@ def _data_quality(con) -> Section:
     return Section("Data quality", body)
 
 
+def _section(build, con) -> Section:
+    """One section; a mart that lacks what it needs gets a note, never a failed run."""
+    try:
+        return build(con)
+    except duckdb.Error as error:
+        title = build.__name__.strip("_").replace("_", " ").capitalize()
+        log.warning("run report section %s could not be drawn: %s", title, error)
+        return Section(title, f"<p>Could not be drawn: {html.escape(str(error).splitlines()[0])}</p>")
+
+
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#222;max-width:60rem}
 h1{font-size:1.5rem} h2{font-size:1.2rem;border-bottom:1px solid #ccc;padding-bottom:.2rem}
@@ -180,7 +190,7 @@ def render(analytics: Path, run_id: str) -> str:
     try:
         published = con.execute("SELECT max(published_at), max(as_of) FROM publish_runs").fetchone() \
             if _has(con, "publish_runs") else (None, None)
-        sections = [_funnel(con), _adherence(con), _response_curve(con), _safety(con), _data_quality(con)]
+        sections = [_section(build, con) for build in (_funnel, _adherence, _response_curve, _safety, _data_quality)]
     finally:
         con.close()
     parts = [f"<h2>{html.escape(s.title)}</h2>{s.body}" for s in sections]

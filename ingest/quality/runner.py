@@ -122,9 +122,10 @@ def _key_expr(check: Check, mart_cols: list[str] | None) -> str:
     return _quote(mart_cols[0]) if mart_cols else "NULL"
 
 
-def check_sql(check: Check, run_id: str, now: str | None, mart_cols: list[str] | None = None) -> str:
+def check_sql(check: Check, run_id: str, now: str | None, mart_cols: list[str] | None = None,
+              relations: dict[str, str] | None = None) -> str:
     """The query producing the DataFrame GX validates for this check."""
-    relation = relation_sql(check.target)
+    relation = (relations or {}).get(check.target) or relation_sql(check.target)
     where = f"WHERE {check.where}" if check.where else ""
     key = f"CAST({_key_expr(check, mart_cols)} AS VARCHAR) AS _key"
     kind = check.check_type
@@ -164,8 +165,10 @@ def _clean_key(value: Any) -> str:
     return str(value)
 
 
-def run_check(con: duckdb.DuckDBPyConnection, check: Check, run_id: str, now: str | None) -> CheckResult:
+def run_check(con: duckdb.DuckDBPyConnection, check: Check, run_id: str, now: str | None,
+              relations: dict[str, str] | None = None) -> CheckResult:
     """Run one check and return its result; a check that cannot run is `not_run`, never passed."""
+    relation = (relations or {}).get(check.target) or relation_sql(check.target)
     mart_cols: list[str] | None = None
     table = mart_table(check.target)
     if table is not None:
@@ -175,13 +178,13 @@ def run_check(con: duckdb.DuckDBPyConnection, check: Check, run_id: str, now: st
         missing = [c for c in check.columns if c not in mart_cols]
         if missing:
             return _not_run(check, run_id, f"marts.{table} has no column {', '.join(missing)}")
-    sql = check_sql(check, run_id, now, mart_cols)
+    sql = check_sql(check, run_id, now, mart_cols, relations)
     try:
         frame = con.execute(sql).df()
         rows_total = None
         if check.check_type == "row_count_min":
             rows_total = con.execute(
-                bind(f"SELECT count(*) FROM {relation_sql(check.target)} AS t"
+                bind(f"SELECT count(*) FROM {relation} AS t"
                      + (f" WHERE {check.where}" if check.where else ""), run_id, now)).fetchone()[0]
     except duckdb.Error as error:
         return _not_run(check, run_id, f"query failed: {str(error).splitlines()[0]}")
@@ -234,9 +237,35 @@ def run_check(con: duckdb.DuckDBPyConnection, check: Check, run_id: str, now: st
                        _location_or(check), detail)
 
 
+def materialise_landing_views(con: duckdb.DuckDBPyConnection, checks: list[Check], run_id: str,
+                              now: str | None) -> dict[str, str]:
+    """Compute each landing view the checks use once, into a temp table.
+
+    A landing view extracts payload fields from this run's events; dozens of checks read the same
+    view, so computing it once keeps validation proportional to the run's size, not to
+    size x checks. A view that fails to compute is left out: its checks then run (and report
+    their own error) against the plain query.
+    """
+    relations: dict[str, str] = {}
+    for target in dict.fromkeys(c.target for c in checks if mart_table(c.target) is None):
+        name = "dq_" + target.split(".", 1)[-1]
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {bind(relation_sql(target), run_id, now)} AS v")
+        except duckdb.Error as error:
+            log.warning("landing view %s could not be computed once: %s", target, str(error).splitlines()[0])
+            continue
+        relations[target] = name
+    return relations
+
+
 def run_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], run_id: str,
                now: str | None) -> list[CheckResult]:
-    return [run_check(con, check, run_id, now) for check in checks]
+    relations = materialise_landing_views(con, checks, run_id, now)
+    try:
+        return [run_check(con, check, run_id, now, relations) for check in checks]
+    finally:
+        for name in relations.values():
+            con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def sample_json(result: CheckResult) -> str:
