@@ -38,5 +38,9 @@ ui: sync ## Airflow standalone on http://127.0.0.1:8080 (login in the README)
 docs: sync ## Regenerate the docs rendered from code
 	$(RUN) kap docs
 
+BENCH_ARGS ?= --sizes 1000,10000,50000 --days 365 --out bench/RESULTS.md --work /tmp/kap-bench
+bench: sync ## Performance figures (ingest vs native read, kap run, incremental night, scaling, dags/) -> bench/RESULTS.md
+	$(RUN) python bench/run_bench.py $(BENCH_ARGS)
+
 clean: ## Remove everything generated under $(KAP_HOME)
 	rm -rf $(KAP_HOME)

@@ -19,8 +19,12 @@ other EHR files, dosing, notes; by path within each - and calls `ingest_file` fo
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import datetime as dt
+import hashlib
 import logging
+import os
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -130,12 +134,28 @@ def ingest_landing(landing_dir: Path, settings: Settings, run_id: str | None = N
     return summary
 
 
+_MACROS_TAG = hashlib.sha256((COMMON_MACROS + identity.RESOLVE_MACROS + fhir.MACROS).encode()).hexdigest()[:16]
+
+
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
-    """Session settings and SQL macros the readers use (idempotent)."""
+    """Session settings and SQL macros the readers use (idempotent; the macros are created once
+    per connection, recognised by a tag macro holding a hash of their text)."""
     con.execute("SET TimeZone = 'UTC'")
+    try:
+        if con.execute("SELECT kap_macros_tag()").fetchone()[0] == _MACROS_TAG:
+            return
+    except duckdb.Error:
+        pass
     con.execute(COMMON_MACROS)
     con.execute(identity.RESOLVE_MACROS)
     con.execute(fhir.MACROS)
+    con.execute(f"CREATE OR REPLACE TEMP MACRO kap_macros_tag() AS '{_MACROS_TAG}'")
+
+
+def _file_types(source: str, path: Path) -> tuple[str, ...] | None:
+    if source != "ehr":
+        return None
+    return fhir.file_resource_types(path.name)
 
 
 def _drop_temps(con) -> None:
@@ -222,7 +242,8 @@ def ingest_file(con, landing_dir: Path, path: Path, source: str, run_id: str | N
                                       ingested_at, fh.sha256, fh.size))
             con.execute(_LINES_VIEW.format(after=int(first[0])))
             bad_lines = [b for b in bad_lines if b[0] > first[0]]
-        ctx = Context(file_id=fh.sha256, source=source, ingested_at=ingested_at, header=header)
+        ctx = Context(file_id=fh.sha256, source=source, ingested_at=ingested_at, header=header,
+                      resource_types=_file_types(source, path))
         # 3 + 4. one transaction for everything this file writes
         con.execute("BEGIN TRANSACTION")
         try:
@@ -285,7 +306,14 @@ WHERE n > {after} AND NOT regexp_matches(l, '^[\s\x{{FEFF}}]*$')
 
 
 def _load_lines(con, path: Path, gz: bool) -> list[tuple[int, str]]:
-    """Fill _kap_lines; return [(line_number, text)] of lines that are not valid UTF-8."""
+    """Fill _kap_lines; return [(line_number, text)] of lines that are not valid UTF-8.
+
+    The common case is all SQL (`read_text`). Gzip files and files with undecodable bytes take the
+    fallback: the bytes are checked in line-aligned chunks (C-speed decoding; the error handler
+    sees only bad bytes), each line holding a bad byte is reported and overwritten with spaces in
+    place (a blank line is not a record), and DuckDB reads the cleaned bytes from a temporary file.
+    Memory stays about one copy of the file (no Python string of the whole file, no list of lines).
+    """
     if not gz and not any(c in str(path) for c in "*?[]{}"):
         try:
             con.execute(_LINES_SQL.format(src="read_text(?)"), [str(path)])
@@ -293,38 +321,102 @@ def _load_lines(con, path: Path, gz: bool) -> list[tuple[int, str]]:
         except duckdb.Error as exc:
             log.info("read_text failed on %s (%s): decoding in Python", path, exc)
     try:
-        data = landing.read_bytes(path, gz)
+        data = bytearray(landing.read_bytes(path, gz))
     except (OSError, EOFError, ValueError) as exc:   # gzip.BadGzipFile is an OSError
         raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
-    bad: list[tuple[int, str]] = []
-    errors: list[int] = []
-    text = data.decode("utf-8", errors=_RECORDING)      # C speed; the handler sees only bad bytes
-    if _RECORDING_LOG:
-        errors, _RECORDING_LOG[:] = list(_RECORDING_LOG), []
-    if errors:
-        # error path: find the lines holding undecodable bytes, report them, blank them
-        bad_numbers, line_no, last = [], 1, 0
-        for pos in sorted(errors):            # count newlines incrementally: one pass over the data
-            line_no += data.count(b"\n", last, pos)
-            last = pos
-            if not bad_numbers or bad_numbers[-1] != line_no:
-                bad_numbers.append(line_no)
-        lines = text.split("\n")
-        for n in bad_numbers:
-            shown = lines[n - 1].replace("\x00", "\ufffd").rstrip("\r")
-            if shown.strip():
-                bad.append((n, shown))
-            lines[n - 1] = ""
-        text = "\n".join(lines)
-    con.execute(_LINES_SQL.format(src="(SELECT ?::VARCHAR AS content)"), [text])
+    bad = _blank_undecodable_lines(data)
+    fd, tmp = tempfile.mkstemp(prefix="kap-lines-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        del data
+        con.execute(_LINES_SQL.format(src="read_text(?)"), [tmp])
+    finally:
+        os.unlink(tmp)
     return bad
 
 
+_CHUNK = 16 << 20
+
+
+def _decode_errors(buf) -> list[int]:
+    """Offsets (in buf) where UTF-8 decoding fails."""
+    codecs.utf_8_decode(buf, _RECORDING, True)
+    errors, _RECORDING_LOG[:] = list(_RECORDING_LOG), []
+    return errors
+
+
+def _blank_undecodable_lines(data: bytearray) -> list[tuple[int, str]]:
+    """Find lines with bytes that are not UTF-8; return [(line_number, shown text)] and overwrite
+    those lines with spaces in `data`. Shown text: U+FFFD for each bad sequence, trailing CR cut."""
+    view = memoryview(data)
+    errors: list[int] = []
+    pos, n = 0, len(data)
+    while pos < n:                     # line-aligned chunks: a UTF-8 sequence never spans b"\n"
+        end = data.find(b"\n", min(pos + _CHUNK, n))
+        end = n if end < 0 else end + 1
+        errors += [pos + e for e in _decode_errors(view[pos:end])]
+        pos = end
+    bad: list[tuple[int, str]] = []
+    line_no, last, done_line = 1, 0, 0
+    for e in errors:                   # count newlines incrementally: one pass over the data
+        line_no += data.count(b"\n", last, e)
+        last = e
+        if line_no == done_line:
+            continue
+        done_line = line_no
+        a = data.rfind(b"\n", 0, e) + 1
+        b = data.find(b"\n", e)
+        b = n if b < 0 else b
+        shown = codecs.utf_8_decode(view[a:b], _RECORDING, True)[0]
+        _RECORDING_LOG[:] = []
+        shown = shown.replace("\x00", "\ufffd").rstrip("\r")
+        if shown.strip():
+            bad.append((line_no, shown))
+        data[a:b] = b" " * (b - a)
+    view.release()
+    return bad
+
+
+def _records_statement(reader, ctx: Context, ingested_at) -> tuple[str, dict | None]:
+    """The reader's SELECT as a CREATE TABLE statement. The run's timestamp goes in as a literal:
+    a parameter makes DuckDB bind the (large) statement twice (~0.1 s per file)."""
+    sql = f"CREATE OR REPLACE TEMP TABLE _kap_rec AS {reader.records_sql(ctx)}"
+    if "$ingested_at" not in sql:
+        return sql, None
+    if isinstance(ingested_at, dt.datetime):
+        literal = f"TIMESTAMP '{ingested_at.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}'"
+        return sql.replace("$ingested_at", literal), None
+    return sql, {"ingested_at": ingested_at}
+
+
+def _create_records(con, reader, ctx: Context, ingested_at) -> None:
+    """Fill _kap_rec. FHIR files are read with SQL built for the file's resource type (from its
+    name); rows of other read types come back as '__retry__' and the file is read again with SQL
+    for all the types found, so the records are the same as with the all-types statement."""
+    con.execute(*_records_statement(reader, ctx, ingested_at))
+    if ctx.source != "ehr" or ctx.resource_types is None:
+        return
+    found = con.execute("SELECT list(DISTINCT detail ORDER BY detail) FROM _kap_rec "
+                        "WHERE reason = '__retry__'").fetchone()[0]
+    if found:
+        ctx = dataclasses.replace(ctx, resource_types=tuple(sorted(set(ctx.resource_types) | set(found))))
+        con.execute(*_records_statement(reader, ctx, ingested_at))
+        assert not con.execute("SELECT 1 FROM _kap_rec WHERE reason = '__retry__' LIMIT 1").fetchone()
+
+
+def _execute_inlined(con, sql: str, ingested_at, strings: dict[str, str]) -> None:
+    for name, value in strings.items():
+        sql = sql.replace(f"${name}", "'" + value.replace("'", "''") + "'")
+    if isinstance(ingested_at, dt.datetime):
+        literal = f"TIMESTAMP '{ingested_at.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}'"
+        con.execute(sql.replace("$ingested_at", literal))
+    else:
+        con.execute(sql, {"ingested_at": ingested_at})
+
+
 def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingested_at) -> dict[str, int]:
-    params = {"ingested_at": ingested_at}
-    sql = reader.records_sql(ctx)
-    uses_param = "$ingested_at" in sql
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _kap_rec AS {sql}", params if uses_param else None)
+    _create_records(con, reader, ctx, ingested_at)
 
     if ctx.source == "ehr":
         identity.assign_keys(
@@ -334,7 +426,8 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
 
     # Common checks and dedup. Wide columns (the line) stay in _kap_rec; duplicates are found with
     # a GROUP BY on the event id and one semi-join probe of the log, not with window functions.
-    con.execute("""
+    # (The run's timestamp and the source are inlined: parameters make DuckDB bind it twice.)
+    _execute_inlined(con, """
         CREATE OR REPLACE TEMP TABLE _kap_out AS
         WITH r AS (
             SELECT r.*, k.patient_key, k.file_id AS key_file_id
@@ -397,7 +490,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
                  WHEN in_log AND NOT same_payload THEN 'event ' || event_id || ' already logged with other content'
             END AS detail
         FROM cmp
-    """, {**params, "source": ctx.source})
+    """, ingested_at, {"source": ctx.source})
     if ctx.source == "ehr":
         # patient_registered only for the first accepted version of a patient this file keyed
         con.execute("""

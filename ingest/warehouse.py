@@ -45,8 +45,10 @@ CREATE TABLE IF NOT EXISTS raw.ingest_files (
 );
 
 -- The event log: append-only, bitemporal. occurred_at = valid time, recorded_at = knowledge time.
+-- event_id is unique (the loader's anti-join against the log, and a data-quality check), but
+-- carries no PRIMARY KEY: its ART index made every insert slower and grew with the log.
 CREATE TABLE IF NOT EXISTS raw.events (
-    event_id          VARCHAR PRIMARY KEY,
+    event_id          VARCHAR NOT NULL,
     event_type        VARCHAR NOT NULL,
     patient_key       VARCHAR,
     occurred_at       TIMESTAMP,

@@ -8,7 +8,8 @@ from ingest import transform
 from ingest.config import Settings
 
 MARTS = ("care_pathways", "pathway_transitions", "dosing_sessions", "therapy_sessions", "assessments",
-         "patient_outcomes", "adherence_patient", "adherence_weekly", "dosing_safety", "clinic_daily")
+         "patient_outcomes", "adherence_patient", "adherence_weekly", "dosing_safety", "clinic_daily",
+         "integration_outcomes")
 
 
 @pytest.mark.slow
@@ -31,11 +32,16 @@ def test_generated_clinic_builds_sane_marts(tmp_path):
         patients, episodes = one("select count(distinct patient_key), count(*) from marts.care_pathways")
         assert 150 <= patients <= 200 and episodes >= patients
         # one dose, one row: a dosing-log row and an EHR administration never both stand alone
-        # for the same patient, day and route
+        # for the same patient and route with starts within 12 hours
         assert one("""
             select count(*) from marts.dosing_sessions l join marts.dosing_sessions e
-              on l.patient_key = e.patient_key and l.dose_date = e.dose_date and l.route = e.route
+              on l.patient_key = e.patient_key and l.route = e.route
+             and e.start_at between l.start_at - interval 12 hour and l.start_at + interval 12 hour
             where l.source_match = 'dosing_log_only' and e.source_match = 'ehr_only'""")[0] == 0
+        # small cells: a suppressed cell shows no numbers
+        assert one("""select count(*) from marts.integration_outcomes
+                      where is_suppressed and (patients is not null or response_rate is not null
+                                               or mean_durability_days is not null)""")[0] == 0
         assert one("select count(*) from marts.dosing_sessions where episode_key is null")[0] == 0
         doses_in_pathways, doses = one(
             "select (select sum(doses_total) from marts.care_pathways), count(*) from marts.dosing_sessions")

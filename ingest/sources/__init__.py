@@ -64,6 +64,7 @@ class Context:
     source: str
     ingested_at: object      # datetime, UTC
     header: list[str] | None = None   # CSV header names, in file order
+    resource_types: tuple[str, ...] | None = None   # FHIR: build SQL only for these (None = all)
 
 
 def select_columns(expressions: dict[str, str]) -> str:
