@@ -65,11 +65,6 @@ MED = "ehr/MedicationAdministration.100.ndjson"
 CSV = "dosing/dosing.100.csv"
 NOTES = "notes/notes.100.jsonl"
 
-BUG_NON_STRING_RESOURCE_TYPE = (
-    "ingest/sources/fhir.py reads resourceType with json_transform as VARCHAR, so 42 / true / "
-    "[\"Observation\"] / {...} become the strings '42', 'true', ... and the line is counted as an "
-    "ignored foreign type instead of being quarantined (expected wrong_type or missing_resource_type)")
-
 # case id -> expected outcome of its bad file (one row per committed corpus folder)
 EXPECTED: dict[str, Expect] = {
     # EHR (FHIR NDJSON)
@@ -138,9 +133,6 @@ EXPECTED: dict[str, Expect] = {
     "notes_missing_required_field": Expect(NOTES, accepted=1, reasons=_q(2, "missing_required_field")),
     "notes_duplicate_conflicting": Expect(NOTES, accepted=1, reasons=_q(1, "conflicting_duplicate")),
 }
-
-XFAIL = {"ehr_non_string_resource_type": BUG_NON_STRING_RESOURCE_TYPE}
-
 
 @pytest.fixture(autouse=True)
 def _quiet_loader():
@@ -230,8 +222,7 @@ def check_drop(settings: Settings, summary, expect: Expect) -> None:
 
 
 def _param(case_id: str):
-    marks = [pytest.mark.xfail(strict=True, reason=XFAIL[case_id])] if case_id in XFAIL else []
-    return pytest.param(case_id, id=case_id, marks=marks)
+    return pytest.param(case_id, id=case_id)
 
 
 @pytest.mark.parametrize("case_id", [_param(c) for c in EXPECTED])
@@ -350,18 +341,10 @@ def test_file_still_being_written_is_retried(tmp_path: Path, monkeypatch: pytest
 # ---- privacy of quarantined note lines ----------------------------------------------------------
 
 NOTE_FRAGMENTS = ("orchard", "grandmother", "felt calmer", "wept quietly")
-BUG_NOTE_TEXT_IN_QUARANTINE = (
-    "ingest/sources/notes.py quarantine_sql: a note line that is not a valid JSON object is stored "
-    "through kap_redact, which only masks quoted \"text\": \"...\" pairs up to the first unescaped quote; "
-    "note text in an unquoted key, an array, or after an unescaped quote stays verbatim in "
-    "raw.quarantine.raw_record (expected: no note text at all, DESIGN 'note text is never stored')")
 NOTE_CASES = [c for c in EXPECTED if c.startswith("notes_") and EXPECTED[c].reasons]
-NOTE_XFAIL = {"notes_invalid_json", "notes_not_an_object", "notes_unescaped_quote_in_text"}
 
 
-@pytest.mark.parametrize("case_id", [
-    pytest.param(c, id=c, marks=[pytest.mark.xfail(strict=True, reason=BUG_NOTE_TEXT_IN_QUARANTINE)]
-                 if c in NOTE_XFAIL else []) for c in NOTE_CASES])
+@pytest.mark.parametrize("case_id", NOTE_CASES)
 def test_quarantined_note_lines_hold_no_note_text(case_id: str, tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     ingest_landing(CORPUS / case_id, settings)

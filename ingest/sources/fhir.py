@@ -197,6 +197,9 @@ def records_sql(ctx: Context) -> str:
         ("NOT ok", "unparseable", "'not valid JSON'"),
         ("NOT is_obj", "not_an_object", "'JSON value is not an object'"),
         ("rtype IS NULL OR rtype = ''", "missing_resource_type", "'resourceType absent'"),
+        # a number, boolean, array or object is read as text; no resource type looks like that
+        ("NOT regexp_full_match(rtype, '[A-Z][A-Za-z]*')", "wrong_type",
+         "'resourceType is not a type name: ' || left(rtype, 40)"),
         (f"rtype NOT IN {tuple(READ_TYPES)}", "__ignored__", "NULL"),
         *([] if types >= set(READ_TYPES) else
           [(f"rtype NOT IN ({', '.join(sql_str(t) for t in sorted(types))})" if types else "true",
@@ -246,6 +249,8 @@ def records_sql(ctx: Context) -> str:
         # MedicationAdministration
         ("rtype = 'MedicationAdministration' AND status = 'unknown'", "invalid_code",
          "'MedicationAdministration.status=unknown'"),
+        ("rtype = 'MedicationAdministration' AND drug <> 'other' AND route = 'other'", "invalid_code",
+         "'dosage.route ' || left(array_to_string(route_codes_, ','), 60)"),
         ("rtype = 'MedicationAdministration' AND dose_raw IS NOT NULL AND dose_mg IS NULL", "wrong_type",
          "'dosage.dose.value'"),
         ("rtype = 'MedicationAdministration' AND drug <> 'other' AND dose_mg IS NOT NULL AND " + dose_range,

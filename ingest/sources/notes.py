@@ -107,7 +107,10 @@ FROM checked
 
 
 def quarantine_sql(ctx: Context) -> str:
-    """Text removed (objects), text-like values masked (anything else), MRN masked."""
-    return """CASE WHEN json_valid(kap_redact(line)) AND regexp_matches(line, '^\\s*\\{')
+    """A valid object keeps its fields with `text` removed and identifiers masked. Any other line
+    is withheld whole: where the JSON is broken, nothing can tell note text from the rest, and
+    note text must never be stored. File and line number lead back to the original."""
+    return """CASE WHEN json_valid(line) AND json_valid(kap_redact(line)) AND regexp_matches(line, '^\\s*\\{')
                    THEN json_merge_patch(kap_redact(line), '{"text": null}')::VARCHAR
-                   ELSE kap_redact(line) END"""
+                   ELSE '[withheld: not a JSON object, ' || length(line) || ' characters, sha256 '
+                        || sha256(line) || ']' END"""
