@@ -137,13 +137,17 @@ def run_dbt(settings: Settings, command: list[str], as_of: str | None = None) ->
 
 
 def build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
-          select: str | None = None) -> None:
-    """`dbt build` (models, unit tests and data tests) on the warehouse, as known at `as_of`.
+          select: str | None = None, unit_tests: bool = False) -> None:
+    """`dbt build` (models and data tests) on the warehouse, as known at `as_of`.
 
     as_of: UTC timestamp 'YYYY-MM-DDTHH:MM:SS' (None = everything recorded). It also fixes "now"
     for the as-of rules (dropout), so the same events and as_of give the same marts.
+    unit_tests: dbt unit tests check the SQL, not the data, so the nightly build leaves them to
+    the test suite (tests/test_dbt_unit_tests.py) unless asked.
     """
     command = ["build"]
+    if not unit_tests:
+        command += ["--exclude", "test_type:unit"]
     if full_refresh:
         command.append("--full-refresh")
     if select:

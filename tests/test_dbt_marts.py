@@ -141,7 +141,7 @@ def query(settings: Settings, sql: str) -> list[dict]:
 def built(tmp_path_factory) -> Settings:
     settings = Settings.from_env(tmp_path_factory.mktemp("kap_home"))
     load(settings, scenario())
-    transform.build(settings)          # models + unit tests + data tests
+    transform.build(settings)          # models + data tests (unit tests: test_dbt_unit_tests.py)
     return settings
 
 
