@@ -33,6 +33,7 @@ run: sync ## Run the nightly pipeline without Airflow on $(KAP_HOME)/landing
 	$(RUN) kap run $(KAP_HOME)/landing
 
 ui: sync ## Airflow standalone on http://127.0.0.1:8080 (login in the README)
+	@echo "Airflow UI: http://127.0.0.1:$${AIRFLOW__API__PORT:-8080} - user admin, password in $(KAP_HOME)/airflow/simple_auth_manager_passwords.json.generated (written on first start)"
 	$(RUN) kap airflow standalone
 
 docs: sync ## Regenerate the docs rendered from code

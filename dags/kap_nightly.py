@@ -1,0 +1,75 @@
+"""kap_nightly: new landing files -> event log -> checks -> dbt marts -> checks -> analytics.duckdb.
+
+A thin declaration: the callables live in ingest.orchestration (importable, testable without
+Airflow) and call the same step functions as `kap run`.
+"""
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.python import PythonOperator, ShortCircuitOperator
+from airflow.sdk import DAG, CronTriggerTimetable, Param, chain
+
+from ingest import orchestration as orch
+
+DOC = """
+### kap_nightly
+
+The nightly KAP pipeline, the same steps as `kap run`:
+
+1. **discover_new_files** - compares the landing folder (param `landing_dir`; default env
+   `KAP_LANDING`, else `KAP_HOME/landing`) with `raw.ingest_files`; when nothing is new and the
+   last ingest was published, the rest of the run is skipped.
+2. **ingest_landing** - new files into the append-only event log `raw.events`, exactly once per
+   file; rejected records into `raw.quarantine`.
+3. **validate_landing** - Great Expectations checks on what was ingested.
+4. **dbt_build** - staging -> intermediate -> marts, one Cosmos task per model (`dbt build`:
+   the model and its tests).
+5. **validate_marts** - checks on the marts. A failed *critical* check fails the run here, without
+   retries: nothing is published and `analytics.duckdb` keeps the last good snapshot.
+6. **publish_analytics** - the PHI-free `analytics.duckdb`, replaced atomically.
+7. **write_run_report** - `KAP_HOME/reports/`.
+
+Schedule: cron `KAP_NIGHTLY_CRON` (default `0 2 * * *`) in time zone `KAP_TIMEZONE` (default UTC).
+Every task runs in the one-slot pool `kap_warehouse`: DuckDB allows one writer.
+"""
+
+TZ = orch.nightly_timezone()
+
+with DAG(
+    dag_id="kap_nightly",
+    description="Landing exports -> event log -> dbt marts -> analytics.duckdb",
+    doc_md=DOC,
+    schedule=CronTriggerTimetable(orch.nightly_cron(), timezone=TZ),
+    start_date=pendulum.datetime(2025, 1, 1, tz=TZ),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=pendulum.duration(hours=6),
+    default_args=orch.default_args(),
+    params={
+        "landing_dir": Param(orch.default_landing(), type="string",
+                             description="Landing folder with ehr/, dosing/, notes/ subfolders."),
+    },
+    tags=["kap", "nightly", "dbt", "data-quality"],
+) as dag:
+    discover = ShortCircuitOperator(
+        task_id="discover_new_files", python_callable=orch.discover,
+        execution_timeout=orch.TIMEOUTS["discover"],
+        doc_md="Skip the run when no landing file is new and the last ingest was published.")
+    ingest = PythonOperator(
+        task_id="ingest_landing", python_callable=orch.ingest,
+        execution_timeout=orch.TIMEOUTS["ingest"])
+    validate_landing = PythonOperator(
+        task_id="validate_landing", python_callable=orch.validate, op_kwargs={"stage": "landing"},
+        execution_timeout=orch.TIMEOUTS["validate"])
+    dbt_build = orch.dbt_task_group(group_id="dbt_build")
+    validate_marts = PythonOperator(
+        task_id="validate_marts", python_callable=orch.validate, op_kwargs={"stage": "marts"},
+        execution_timeout=orch.TIMEOUTS["validate"])
+    publish = PythonOperator(
+        task_id="publish_analytics", python_callable=orch.publish,
+        execution_timeout=orch.TIMEOUTS["publish"])
+    report = PythonOperator(
+        task_id="write_run_report", python_callable=orch.report,
+        execution_timeout=orch.TIMEOUTS["report"])
+
+    chain(discover, ingest, validate_landing, dbt_build, validate_marts, publish, report)

@@ -1,0 +1,379 @@
+"""What the Airflow DAGs run: task callables and the Cosmos task-group factory.
+
+The DAG files in dags/ only declare tasks; the work is here, calling the same step functions as
+`kap run` (ingest.pipeline). This module imports no Airflow, Cosmos, dbt or GX at import time
+(the DAG processor imports it on every parse); each callable imports what it needs.
+
+Every callable takes its inputs as keyword arguments named like Airflow's context keys
+(`params`, `run_id`), so a PythonOperator can call it directly and a test can call it without
+Airflow. Each one that opens the warehouse holds `writer_lock`, so an Airflow task and a
+concurrent `kap run` wait for each other instead of colliding on DuckDB's file lock.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ingest.airflow_env import POOL, manifest_path
+from ingest.config import DBT_PROJECT_DIR, Settings
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# Scheduling and task defaults (read by the DAG files at parse time).
+
+DEFAULT_CRON = "0 2 * * *"
+DEFAULT_TIMEZONE = "UTC"
+
+#: How long each kind of task may run before Airflow kills it (and retries it).
+TIMEOUTS: dict[str, dt.timedelta] = {
+    "discover": dt.timedelta(minutes=10),
+    "ingest": dt.timedelta(hours=1),
+    "validate": dt.timedelta(minutes=30),
+    "dbt_model": dt.timedelta(minutes=30),
+    "build": dt.timedelta(hours=2),
+    "publish": dt.timedelta(minutes=30),
+    "report": dt.timedelta(minutes=15),
+}
+
+
+def default_args() -> dict[str, Any]:
+    """Task defaults for both DAGs: retried twice with exponential back-off, in the warehouse pool.
+
+    Every task of these DAGs opens the DuckDB warehouse (even discovery reads raw.ingest_files),
+    so all of them run in the one-slot pool `kap_warehouse`.
+    """
+    return {
+        "owner": "kap",
+        "retries": 2,
+        # KAP_RETRY_DELAY_SECONDS: the tests shorten it so a failing run fails in seconds.
+        "retry_delay": dt.timedelta(seconds=float(os.environ.get("KAP_RETRY_DELAY_SECONDS", 120))),
+        # Airflow 3.3: a multiplier (2.0 = the delay doubles each retry), capped below.
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(minutes=30),
+        "execution_timeout": dt.timedelta(hours=1),
+        "pool": POOL,
+        "pool_slots": 1,
+    }
+
+
+def nightly_cron() -> str:
+    """Cron expression of kap_nightly: env KAP_NIGHTLY_CRON, default 02:00 every day."""
+    return os.environ.get("KAP_NIGHTLY_CRON", DEFAULT_CRON)
+
+
+def nightly_timezone() -> str:
+    """Time zone the nightly cron is read in: env KAP_TIMEZONE (IANA name), default UTC."""
+    return os.environ.get("KAP_TIMEZONE", DEFAULT_TIMEZONE)
+
+
+def settings() -> Settings:
+    """Settings of the running task: KAP_HOME from the environment (set by `kap airflow`)."""
+    return Settings.from_env().ensure_dirs()
+
+
+def default_landing() -> str:
+    """Landing folder used when the run gives none: env KAP_LANDING, else KAP_HOME/landing."""
+    return os.environ.get("KAP_LANDING") or str(Settings.from_env().landing)
+
+
+def resolve_landing(params: Mapping[str, Any] | None) -> Path:
+    value = (params or {}).get("landing_dir") or default_landing()
+    return Path(value).expanduser().resolve()
+
+
+def normalize_as_of(value: Any) -> str | None:
+    """'2025-06-01T00:00:00' (or with an offset) -> naive UTC 'YYYY-MM-DD HH:MM:SS'; empty -> None.
+
+    Same form as `kap build --as-of`, so the DAGs and the CLI build identical marts.
+    """
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")):
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        try:
+            parsed = dt.datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ValueError(f"as_of {value!r} is not an ISO timestamp such as 2025-06-01T00:00:00") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return parsed.isoformat(sep=" ")
+
+
+def _jsonable(value: Any) -> Any:
+    """Something XCom can store: dicts/lists/scalars, via to_dict() or dataclasses when offered."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _fail(message: str, cause: BaseException | None = None):
+    """Fail the task without retries (a retry cannot fix bad data or a bad parameter)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException(message) from cause
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery: is there anything to do tonight?
+
+@dataclasses.dataclass
+class Pending:
+    landing: Path
+    new_files: list[str]            # landing-relative paths not yet in raw.ingest_files
+    known_files: int                # candidate files already ingested (or rejected) before
+    unpublished_ingest: bool        # files were ingested after analytics.duckdb was last written
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.new_files) or self.unpublished_ingest
+
+    def to_dict(self, sample: int = 20) -> dict[str, Any]:
+        """A summary for XCom: counts and the first few new paths (a landing may hold thousands)."""
+        return {"landing": str(self.landing), "new_files": len(self.new_files),
+                "new_files_sample": self.new_files[:sample], "known_files": self.known_files,
+                "unpublished_ingest": self.unpublished_ingest}
+
+
+def find_pending(landing: Path, settings: Settings) -> Pending:
+    """Landing files the event log has not seen (by file_id = sha256), and unpublished ingests.
+
+    The second case covers a run that ingested files but failed before publishing: the next
+    night rebuilds and publishes even when no new file arrived.
+    """
+    from ingest import landing as landing_files
+    from ingest.warehouse import connect, writer_lock
+
+    found = landing_files.discover(landing)
+    with writer_lock(settings):
+        known_ids: set[str] = set()
+        last_ingest: dt.datetime | None = None
+        if settings.warehouse.exists():
+            # Read-write on purpose, under the lock: in `airflow dags test` every task runs in one
+            # process, where dbt-duckdb keeps its read-write handle open after the dbt tasks, and
+            # DuckDB refuses a read-only connection beside it ("different configuration").
+            con = connect(settings)
+            try:
+                has_table = con.execute(
+                    "select count(*) from information_schema.tables "
+                    "where table_schema = 'raw' and table_name = 'ingest_files'").fetchone()[0]
+                if has_table:
+                    known_ids = {row[0] for row in con.execute("select file_id from raw.ingest_files").fetchall()}
+                    last_ingest = con.execute("select max(ingested_at) from raw.ingest_files").fetchone()[0]
+            finally:
+                con.close()
+    new: list[str] = []
+    for candidate in found.files:
+        if candidate.problem:
+            file_id = landing_files.path_id(candidate.rel_path)
+        else:
+            try:
+                file_id = landing_files.hash_file(candidate.path).sha256
+            except landing_files.UnstableFile:
+                new.append(candidate.rel_path)   # still being written: ingest decides what to do
+                continue
+        if file_id not in known_ids:
+            new.append(candidate.rel_path)
+    return Pending(landing=landing, new_files=new, known_files=len(found.files) - len(new),
+                   unpublished_ingest=_ingested_since_publish(settings, last_ingest))
+
+
+def _ingested_since_publish(settings: Settings, last_ingest: dt.datetime | None) -> bool:
+    if last_ingest is None:
+        return False
+    if not settings.analytics.exists():
+        return True
+    if last_ingest.tzinfo is None:   # the warehouse stores naive UTC
+        last_ingest = last_ingest.replace(tzinfo=dt.timezone.utc)
+    published = dt.datetime.fromtimestamp(settings.analytics.stat().st_mtime, tz=dt.timezone.utc)
+    return last_ingest > published
+
+
+def discover(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any] | None:
+    """Short-circuit callable: a summary when there is work, None (skip the rest) when not."""
+    landing = resolve_landing(params)
+    if not landing.is_dir():
+        _fail(f"landing folder {landing} does not exist (param landing_dir, env KAP_LANDING or "
+              f"KAP_HOME/landing)")
+    pending = find_pending(landing, settings())
+    if pending.new_files:
+        log.info("%d new landing file(s) in %s (%d already ingested)", len(pending.new_files), landing,
+                 pending.known_files)
+    elif pending.unpublished_ingest:
+        log.info("no new landing file, but the last ingest was never published: rebuilding")
+    else:
+        log.info("nothing new in %s (%d file(s) already ingested): skipping the run", landing,
+                 pending.known_files)
+        return None
+    return pending.to_dict()
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline steps (ingest.pipeline), wrapped for Airflow.
+
+def ingest(params: Mapping[str, Any] | None = None, run_id: str = "", **_: Any) -> Any:
+    """Load the landing folder's new files into raw.events (exactly once per file)."""
+    from ingest.pipeline import new_run_id, step_ingest
+    from ingest.warehouse import writer_lock
+
+    conf = settings()
+    landing = resolve_landing(params)
+    with writer_lock(conf):
+        summary = step_ingest(landing, conf, run_id or new_run_id(), progress=log.info)
+    return _jsonable(summary)
+
+
+def validate(stage: str, params: Mapping[str, Any] | None = None, run_id: str = "", **_: Any) -> Any:
+    """Run the GX checks of a stage; a failed critical check fails the task at once (no retry)."""
+    from ingest.pipeline import new_run_id, step_validate
+    from ingest.quality import CriticalCheckFailed
+    from ingest.warehouse import writer_lock
+
+    as_of = _as_of_param(params)
+    conf = settings()
+    try:
+        with writer_lock(conf):
+            outcome = step_validate(conf, stage, run_id or new_run_id(), as_of)
+    except CriticalCheckFailed as failure:
+        _fail(f"critical data-quality check failed at stage {stage!r}: {failure}. "
+              f"Nothing is published; {conf.analytics} keeps the last good snapshot.", failure)
+    return _jsonable(outcome)
+
+
+def build(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+    """Rebuild staging, intermediate and marts with dbt from raw.events (kap_replay)."""
+    from ingest.pipeline import step_build
+    from ingest.warehouse import writer_lock
+
+    as_of = _as_of_param(params)
+    full_refresh = _bool((params or {}).get("full_refresh", False))
+    conf = settings()
+    with writer_lock(conf):
+        step_build(conf, as_of=as_of, full_refresh=full_refresh)
+    return {"as_of": as_of, "full_refresh": full_refresh}
+
+
+def publish(params: Mapping[str, Any] | None = None, run_id: str = "", **_: Any) -> str:
+    """Publish the marts atomically: analytics.duckdb, or a separate file when as_of is set."""
+    from ingest.pipeline import new_run_id, step_publish
+    from ingest.warehouse import writer_lock
+
+    as_of = _as_of_param(params)
+    conf = settings()
+    with writer_lock(conf):
+        path = step_publish(conf, run_id or new_run_id(), as_of)
+    log.info("published %s", path)
+    return str(path)
+
+
+def report(run_id: str = "", **_: Any) -> str | None:
+    """Write the run report (what came in, what was quarantined, check results)."""
+    from ingest.pipeline import new_run_id, step_report
+    from ingest.warehouse import writer_lock
+
+    conf = settings()
+    with writer_lock(conf):
+        path = step_report(conf, run_id or new_run_id())
+    if path:
+        log.info("run report: %s", path)
+    return str(path) if path else None
+
+
+def _as_of_param(params: Mapping[str, Any] | None) -> str | None:
+    try:
+        return normalize_as_of((params or {}).get("as_of"))
+    except ValueError as bad:
+        _fail(str(bad), bad)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# dbt as Airflow tasks: one Cosmos task per model (dbt build = the model and its tests).
+
+class ManifestMissing(FileNotFoundError):
+    """The nightly DAG renders its dbt tasks from a manifest that has not been written yet."""
+
+
+def _dbt_profile() -> tuple[str, str]:
+    """Profile and target names, read from dbt_project.yml and profiles.yml."""
+    import yaml
+
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    profile = project["profile"]
+    profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
+    return profile, profiles[profile].get("target", "dev")
+
+
+def dbt_task_group(conf: Settings | None = None, group_id: str = "dbt_build",
+                   as_of: str | None = None, **kwargs: Any):
+    """A Cosmos DbtTaskGroup running the dbt project on the warehouse, one task per model.
+
+    Rendered from the manifest `prepare()` writes (LoadMode.DBT_MANIFEST: no dbt at parse time);
+    executed in-process (ExecutionMode.LOCAL with dbtRunner); each task runs `dbt build` on its
+    model, so a model and its tests form one task. Call it inside a DAG context.
+    """
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+    conf = conf or Settings.from_env()
+    manifest = manifest_path(conf)
+    if not manifest.exists():
+        raise ManifestMissing(
+            f"dbt manifest {manifest} does not exist, so the dbt tasks of kap_nightly cannot be "
+            f"rendered. Write it with `kap airflow dags list` (every `kap airflow ...` command "
+            f"prepares it), or `python -c 'from ingest.airflow_env import prepare; "
+            f"from ingest.config import Settings; prepare(Settings.from_env())'` with KAP_HOME={conf.home}.")
+    profile_name, target_name = _dbt_profile()
+    dbt_vars = {"as_of": as_of} if as_of else None
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=DBT_PROJECT_DIR,
+            manifest_path=manifest,
+            install_dbt_deps=False,
+            env_vars={"KAP_WAREHOUSE": str(conf.warehouse)},
+            dbt_vars=dbt_vars,
+        ),
+        profile_config=ProfileConfig(
+            profile_name=profile_name,
+            target_name=target_name,
+            profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+        ),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            # A test on two models (relationships) runs as its own task after both are built;
+            # inside either model's `dbt build` it would query a table that may not exist yet.
+            should_detach_multiple_parents_tests=True,
+            emit_datasets=False,
+        ),
+        operator_args={
+            "pool": POOL,
+            "execution_timeout": TIMEOUTS["dbt_model"],
+        },
+        **kwargs,
+    )

@@ -1,0 +1,261 @@
+"""The Airflow DAGs: they import cleanly and fast, follow the house rules, and run end to end.
+
+conftest.py configures Airflow (AIRFLOW_HOME in a throwaway KAP_HOME) before airflow is imported.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ingest import airflow_env, orchestration
+from ingest.config import DAGS_DIR, Settings
+
+DAG_IDS = {"kap_nightly", "kap_replay"}
+PUBLISHED_TABLES = {
+    "care_pathways", "pathway_transitions", "dosing_sessions", "therapy_sessions", "assessments",
+    "patient_outcomes", "adherence_patient", "adherence_weekly", "dosing_safety", "clinic_daily",
+    "dq_results",
+}
+# Marts a 40-patient, 60-day clinic always fills.
+NEVER_EMPTY = {"care_pathways", "dosing_sessions", "therapy_sessions", "assessments", "clinic_daily",
+               "dq_results"}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tables(path: Path) -> dict[str, int]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        names = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'main'").fetchall()]
+        return {name: con.execute(f'select count(*) from "{name}"').fetchone()[0] for name in names}
+    finally:
+        con.close()
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+@pytest.fixture(scope="module")
+def dagbag(prepared_home: Settings):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_DIR))
+
+
+# --- import and house rules ------------------------------------------------------------------
+
+def test_dags_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert DAG_IDS <= set(dagbag.dag_ids)
+
+
+def test_dag_files_parse_within_two_seconds(dagbag):
+    slow = {stat.file: stat.duration for stat in dagbag.dagbag_stats
+            if stat.duration.total_seconds() > 2.0}
+    assert not slow, f"DAG files must import fast (the DAG processor pays it every parse): {slow}"
+
+
+@pytest.mark.parametrize("dag_id", sorted(DAG_IDS))
+def test_every_dag_is_tagged_documented_single_run_and_retried(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert "kap" in dag.tags
+    assert dag.doc_md and dag_id in dag.doc_md
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    for task in dag.tasks:
+        assert task.retries >= 2, task.task_id
+        assert task.retry_exponential_backoff > 1, task.task_id
+        assert task.execution_timeout is not None, task.task_id
+
+
+@pytest.mark.parametrize("dag_id", sorted(DAG_IDS))
+def test_every_warehouse_task_runs_in_the_one_slot_pool(dagbag, dag_id):
+    # every task of both DAGs opens warehouse.duckdb (discovery reads raw.ingest_files)
+    for task in dagbag.dags[dag_id].tasks:
+        assert task.pool == airflow_env.POOL, task.task_id
+        assert task.pool_slots == 1, task.task_id
+
+
+def test_nightly_runs_daily_at_a_configurable_local_time(dagbag):
+    dag = dagbag.dags["kap_nightly"]
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert dag.timetable.expression == os.environ.get("KAP_NIGHTLY_CRON", orchestration.DEFAULT_CRON)
+    timezone = dag.timetable.timezone
+    assert getattr(timezone, "name", timezone) == os.environ.get("KAP_TIMEZONE", "UTC")
+
+
+def test_nightly_renders_one_dbt_task_per_model_between_the_checks(dagbag):
+    dag = dagbag.dags["kap_nightly"]
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt_build.")]
+    models = [t for t in dbt_tasks if t.task_id.endswith("_model_build")]
+    assert len(models) >= 10
+    assert all(type(t).__name__ == "DbtBuildLocalOperator" for t in models)
+    order = ["discover_new_files", "ingest_landing", "validate_landing"]
+    for upstream, downstream in zip(order, order[1:]):
+        assert downstream in dag.task_dict[upstream].downstream_task_ids
+    roots = {t.task_id for t in dbt_tasks if not (t.upstream_task_ids & {d.task_id for d in dbt_tasks})}
+    assert all("validate_landing" in dag.task_dict[r].upstream_task_ids for r in roots)
+    assert dag.task_dict["publish_analytics"].upstream_task_ids == {"validate_marts"}
+
+
+def test_nightly_landing_defaults_to_kap_home_landing(dagbag, prepared_home):
+    assert dagbag.dags["kap_nightly"].params["landing_dir"] == str(prepared_home.landing)
+
+
+def test_replay_is_manual_with_as_of_and_full_refresh(dagbag):
+    dag = dagbag.dags["kap_replay"]
+    assert type(dag.timetable).__name__ == "NullTimetable"
+    assert dag.params["as_of"] is None
+    assert dag.params["full_refresh"] is False
+
+
+def test_nightly_without_manifest_says_what_to_run(tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("KAP_HOME", str(tmp_path))
+    bag = DagBag(dag_folder=str(DAGS_DIR / "kap_nightly.py"))
+    (message,) = bag.import_errors.values()
+    assert "manifest" in message and "kap airflow" in message
+
+
+def test_airflow_environment_lives_in_kap_home(tmp_settings):
+    env = airflow_env.airflow_environ(tmp_settings)
+    assert Path(env["AIRFLOW_HOME"]).is_relative_to(tmp_settings.home)
+    assert Path(env["AIRFLOW__COSMOS__CACHE_DIR"]).is_relative_to(tmp_settings.home)
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(DAGS_DIR)
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    # task processes must reach the execution API where the API server really listens
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}/execution/"
+    assert env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] == "False"
+    assert env["KAP_HOME"] == str(tmp_settings.home)
+
+
+def test_prepare_is_quick_the_second_time_and_creates_the_pool(prepared_home):
+    from airflow.models.pool import Pool
+
+    started = time.monotonic()
+    airflow_env.prepare(prepared_home)
+    assert time.monotonic() - started < 1.0
+    assert Pool.get_pool(airflow_env.POOL).slots == 1
+
+
+def test_as_of_is_normalised_like_the_cli():
+    assert orchestration.normalize_as_of("2025-06-01T00:00:00") == "2025-06-01 00:00:00"
+    assert orchestration.normalize_as_of("2025-06-01T02:00:00+02:00") == "2025-06-01 00:00:00"
+    assert orchestration.normalize_as_of("") is None
+    assert orchestration.normalize_as_of(None) is None
+    with pytest.raises(ValueError):
+        orchestration.normalize_as_of("last tuesday")
+
+
+def test_a_failed_critical_check_fails_the_task_without_retry(monkeypatch, tmp_settings):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ingest import pipeline
+    from ingest.quality import CriticalCheckFailed
+    from ingest.quality import ValidationOutcome
+
+    def failing(settings, stage, run_id, as_of=None):
+        raise CriticalCheckFailed(ValidationOutcome(run_id, stage, "failed"))
+
+    monkeypatch.setenv("KAP_HOME", str(tmp_settings.home))
+    monkeypatch.setattr(pipeline, "step_validate", failing)
+    with pytest.raises(AirflowFailException, match="critical"):
+        orchestration.validate(stage="marts", run_id="test")
+
+
+# --- end to end through Airflow ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def nightly_run(dagbag, prepared_home, small_landing):
+    """kap_nightly once with dag.test() on the small clinic; (DagRun, seconds)."""
+    started = time.monotonic()
+    dag_run = dagbag.dags["kap_nightly"].test(run_conf={"landing_dir": str(small_landing)})
+    return dag_run, time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_nightly_publishes_non_empty_marts(nightly_run, prepared_home):
+    dag_run, seconds = nightly_run
+    print(f"kap_nightly dag.test(): {seconds:.1f} s")
+    assert str(dag_run.state) == "success", _states(dag_run)
+    assert set(_states(dag_run).values()) == {"success"}
+    tables = _tables(prepared_home.analytics)
+    assert PUBLISHED_TABLES <= set(tables)
+    empty = {name for name in NEVER_EMPTY if tables[name] == 0}
+    assert not empty, f"empty marts in analytics.duckdb: {empty}"
+
+
+@pytest.mark.slow
+def test_nightly_with_nothing_new_skips_and_keeps_analytics(nightly_run, dagbag, prepared_home, small_landing):
+    assert str(nightly_run[0].state) == "success"
+    before = _sha256(prepared_home.analytics)
+    dag_run = dagbag.dags["kap_nightly"].test(run_conf={"landing_dir": str(small_landing)})
+    states = _states(dag_run)
+    assert states.pop("discover_new_files") == "success"
+    assert set(states.values()) == {"skipped"}
+    assert _sha256(prepared_home.analytics) == before
+
+
+@pytest.mark.slow
+def test_replay_as_of_leaves_current_analytics_untouched(nightly_run, dagbag, prepared_home):
+    from ingest.publish import as_of_target
+
+    assert str(nightly_run[0].state) == "success"
+    current = prepared_home.analytics
+    before = (_sha256(current), current.stat().st_mtime_ns)
+    as_of = "2025-02-01T00:00:00"
+    as_of_file = as_of_target(prepared_home, orchestration.normalize_as_of(as_of))
+    assert as_of_file != current and not as_of_file.exists()
+
+    dag_run = dagbag.dags["kap_replay"].test(run_conf={"as_of": as_of, "full_refresh": True})
+
+    assert str(dag_run.state) == "success", _states(dag_run)
+    assert (_sha256(current), current.stat().st_mtime_ns) == before
+    assert PUBLISHED_TABLES <= set(_tables(as_of_file))
+
+
+@pytest.mark.slow
+def test_critical_failure_stops_the_nightly_before_publish(nightly_run, dagbag, prepared_home,
+                                                          small_landing, monkeypatch):
+    """Only validate_marts really runs here (the rest is marked successful) and it fails."""
+    from ingest import pipeline
+    from ingest.quality import CriticalCheckFailed
+    from ingest.quality import ValidationOutcome
+
+    def failing(settings, stage, run_id, as_of=None):
+        raise CriticalCheckFailed(ValidationOutcome(run_id, stage, "failed"))
+
+    monkeypatch.setattr(pipeline, "step_validate", failing)
+    before = _sha256(prepared_home.analytics)
+    dag_run = dagbag.dags["kap_nightly"].test(
+        run_conf={"landing_dir": str(small_landing)},
+        mark_success_pattern=r"discover_new_files|ingest_landing|validate_landing|dbt_build\..*")
+    states = _states(dag_run)
+    assert str(dag_run.state) == "failed"
+    assert states["validate_marts"] == "failed"
+    assert states["publish_analytics"] == "upstream_failed"
+    assert _sha256(prepared_home.analytics) == before
+    failed = [ti for ti in dag_run.get_task_instances() if ti.task_id == "validate_marts"]
+    assert failed[0].try_number == 1  # AirflowFailException: no retry
+
+
+@pytest.mark.slow
+def test_kap_airflow_runs_the_airflow_cli_with_our_environment(prepared_home):
+    env = {**os.environ, "KAP_HOME": str(prepared_home.home)}
+    kap = Path(sys.executable).with_name("kap")
+    done = subprocess.run([str(kap), "airflow", "dags", "list-import-errors", "-l"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
