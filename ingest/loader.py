@@ -33,7 +33,7 @@ from typing import Callable
 
 import duckdb
 
-from ingest import identity, landing
+from ingest import crashpoints, identity, landing
 from ingest.config import Settings
 from ingest.reasons import FILE_REASONS, RECORD_REASONS
 from ingest.sources import MACROS as COMMON_MACROS
@@ -126,6 +126,7 @@ def ingest_landing(landing_dir: Path, settings: Settings, run_id: str | None = N
                 result = FileResult(path=lf.rel_path, source=lf.source, status="failed",
                                     detail=f"{type(exc).__name__}: {exc}"[:500])
             summary.files.append(result)
+            crashpoints.reached("ingest.between_files", when=result.status == "ingested")
             say(f"{result.source:6} {result.status:8} {result.path}: read {result.records_read}, "
                 f"accepted {result.records_accepted}, quarantined {result.records_quarantined}, "
                 f"duplicate {result.records_duplicate}, ignored {result.records_ignored}"
@@ -257,6 +258,7 @@ def ingest_file(con, landing_dir: Path, path: Path, source: str, run_id: str | N
                 setattr(result, k, v)
             _check_identity(result)
             _write_file_row(con, result, "ingested", None, run_id, ingested_at, fh.sha256, fh.size)
+            crashpoints.reached("ingest.mid_file")
             con.execute("COMMIT")
         except BaseException:
             try:

@@ -15,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+from ingest import crashpoints
 from ingest.config import Settings
 from ingest.quality.targets import MART_TABLES
 from ingest.warehouse import path_for_sql, writer
@@ -96,6 +97,7 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
             for table in tables:
                 con.execute(f'CREATE TABLE {alias}.main."{table}" AS SELECT * FROM marts."{table}"')
                 counts[table] = con.execute(f'SELECT count(*) FROM {alias}.main."{table}"').fetchone()[0]
+                crashpoints.reached("publish.mid_copy")
             dq_filter = " OR ".join(["(stage = ? AND run_id = ?)"] * len(dq_runs)) or "FALSE"
             dq_params = [v for pair in dq_runs for v in pair]
             if dq_runs:
@@ -121,6 +123,7 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
             raise
         con.execute(f"DETACH {alias}")
     _fsync(tmp)
+    crashpoints.reached("publish.before_replace")
     os.replace(tmp, target)
     _fsync_dir(target.parent)
     log.info("published %d tables to %s (run %s)", len(tables), target, run_id)

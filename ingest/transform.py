@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ingest import crashpoints
 from ingest.config import DBT_PROJECT_DIR, Settings
 from ingest.warehouse import writer_lock
 
@@ -76,7 +77,7 @@ def _invoke(args: list[str], settings: Settings):
     with _dbt_call, _warehouse_env(settings):
         log.info("dbt %s", " ".join(args))
         try:
-            return dbtRunner().invoke(args)
+            return dbtRunner(callbacks=crashpoints.dbt_callbacks()).invoke(args)
         finally:
             _release_duckdb()
 

@@ -91,8 +91,14 @@ class WarehouseBusy(RuntimeError):
 
 
 @contextlib.contextmanager
-def writer_lock(settings: Settings, wait_seconds: float = 3600.0) -> Iterator[None]:
-    """Hold the single-writer lock for the warehouse (re-entrant within one process)."""
+def writer_lock(settings: Settings, wait_seconds: float | None = None) -> Iterator[None]:
+    """Hold the single-writer lock for the warehouse (re-entrant within one process).
+
+    Waits up to `wait_seconds` for another holder, then raises WarehouseBusy; the default is
+    $KAP_LOCK_WAIT_SECONDS, else 3600 s (0 = refuse at once when busy).
+    """
+    if wait_seconds is None:
+        wait_seconds = float(os.environ.get("KAP_LOCK_WAIT_SECONDS", "3600"))
     settings.home.mkdir(parents=True, exist_ok=True)
     key = str(settings.lock_file)
     depth = _held.get(key, 0)
@@ -145,7 +151,7 @@ def connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConne
 
 
 @contextlib.contextmanager
-def writer(settings: Settings, wait_seconds: float = 3600.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def writer(settings: Settings, wait_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Lock, connect, and close again: the usual way to write the warehouse."""
     with writer_lock(settings, wait_seconds):
         con = connect(settings)
