@@ -26,8 +26,9 @@ demo: sync ## Set up, generate a sample clinic, run kap_nightly through Airflow,
 	$(RUN) kap airflow dags test kap_nightly
 	@$(RUN) kap summary
 
-test: sync ## Run the test suite
-	$(RUN) pytest
+PYTEST_ARGS ?= -n 2 --dist loadfile
+test: sync ## Run the test suite (two workers; PYTEST_ARGS= for one)
+	$(RUN) pytest $(PYTEST_ARGS)
 
 run: sync ## Run the nightly pipeline without Airflow on $(KAP_HOME)/landing
 	$(RUN) kap run $(KAP_HOME)/landing

@@ -42,7 +42,19 @@ as_of_option = click.option("--as-of", "as_of", default=None, metavar="TIMESTAMP
                             help="Rebuild as the clinic knew it at this time (UTC), e.g. 2025-06-01T00:00:00.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class KapGroup(click.Group):
+    """Turns the errors a user can act on into one clear line instead of a traceback."""
+
+    def invoke(self, ctx):
+        from ingest.warehouse import WarehouseBusy
+
+        try:
+            return super().invoke(ctx)
+        except WarehouseBusy as busy:
+            raise click.ClickException(f"{busy}. Set KAP_LOCK_WAIT_SECONDS to wait longer.") from None
+
+
+@click.group(cls=KapGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
 def main(verbose: bool) -> None:
     """KAP care-pathway pipeline: landing exports -> event log -> marts -> analytics.duckdb."""

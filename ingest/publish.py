@@ -69,11 +69,12 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
     target.parent.mkdir(parents=True, exist_ok=True)
     safe_run = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
     tmp = target.with_name(f"{target.name}.tmp-{safe_run}")
-    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-        leftover.unlink(missing_ok=True)
 
     alias = "kap_publish"
     with writer(settings) as con:
+        # Under the writer lock no other publish is under way: any tmp file is a killed run's.
+        for leftover in target.parent.glob(f"{target.name}.tmp-*"):
+            leftover.unlink(missing_ok=True)
         existing = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'").fetchall()}
         tables = [t for t in MART_TABLES if t in existing]
