@@ -62,14 +62,4 @@ with DAG(
         task_id="validate_landing", python_callable=orch.validate, op_kwargs={"stage": "landing"},
         execution_timeout=orch.TIMEOUTS["validate"])
     dbt_build = orch.dbt_task_group(group_id="dbt_build")
-    validate_marts = PythonOperator(
-        task_id="validate_marts", python_callable=orch.validate, op_kwargs={"stage": "marts"},
-        execution_timeout=orch.TIMEOUTS["validate"])
-    publish = PythonOperator(
-        task_id="publish_analytics", python_callable=orch.publish,
-        execution_timeout=orch.TIMEOUTS["publish"])
-    report = PythonOperator(
-        task_id="write_run_report", python_callable=orch.report,
-        execution_timeout=orch.TIMEOUTS["report"])
-
-    chain(discover, ingest, validate_landing, dbt_build, validate_marts, publish, report)
+    chain(discover, ingest, validate_landing, dbt_build, *orch.publishing_tasks())

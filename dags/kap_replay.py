@@ -46,14 +46,4 @@ with DAG(
 ) as dag:
     build = PythonOperator(
         task_id="build_marts", python_callable=orch.build, execution_timeout=orch.TIMEOUTS["build"])
-    validate_marts = PythonOperator(
-        task_id="validate_marts", python_callable=orch.validate, op_kwargs={"stage": "marts"},
-        execution_timeout=orch.TIMEOUTS["validate"])
-    publish = PythonOperator(
-        task_id="publish_analytics", python_callable=orch.publish,
-        execution_timeout=orch.TIMEOUTS["publish"])
-    report = PythonOperator(
-        task_id="write_run_report", python_callable=orch.report,
-        execution_timeout=orch.TIMEOUTS["report"])
-
-    chain(build, validate_marts, publish, report)
+    chain(build, *orch.publishing_tasks())

@@ -294,6 +294,23 @@ def report(run_id: str = "", **_: Any) -> str | None:
     return str(path) if path else None
 
 
+def publishing_tasks() -> list[Any]:
+    """validate_marts -> publish_analytics -> write_run_report, the tail both DAGs end with.
+
+    Call inside a DAG context; returns the operators in order, for `chain`.
+    """
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    return [
+        PythonOperator(task_id="validate_marts", python_callable=validate, op_kwargs={"stage": "marts"},
+                       execution_timeout=TIMEOUTS["validate"]),
+        PythonOperator(task_id="publish_analytics", python_callable=publish,
+                       execution_timeout=TIMEOUTS["publish"]),
+        PythonOperator(task_id="write_run_report", python_callable=report,
+                       execution_timeout=TIMEOUTS["report"]),
+    ]
+
+
 def _as_of_param(params: Mapping[str, Any] | None) -> str | None:
     try:
         return normalize_as_of((params or {}).get("as_of"))
