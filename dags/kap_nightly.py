@@ -19,7 +19,8 @@ The nightly KAP pipeline, the same steps as `kap run`:
 1. **discover_new_files** - compares the landing folder (param `landing_dir`; default env
    `KAP_LANDING`, else `KAP_HOME/landing`) with `raw.ingest_files`; when nothing is new and the
    last ingest was published, the rest of the run is skipped.
-2. **ingest_landing** - new files into the append-only event log `raw.events`, exactly once per
+2. **ingest_ehr**, then **ingest_dosing** and **ingest_notes** - one task per source (the EHR
+   first: the other two name patients by MRN); new files into the append-only event log `raw.events`, exactly once per
    file; rejected records into `raw.quarantine`.
 3. **validate_landing** - Great Expectations checks on what was ingested.
 4. **dbt_build** - staging -> intermediate -> marts, one Cosmos task per model (`dbt build`:
@@ -55,11 +56,8 @@ with DAG(
         task_id="discover_new_files", python_callable=orch.discover,
         execution_timeout=orch.TIMEOUTS["discover"],
         doc_md="Skip the run when no landing file is new and the last ingest was published.")
-    ingest = PythonOperator(
-        task_id="ingest_landing", python_callable=orch.ingest,
-        execution_timeout=orch.TIMEOUTS["ingest"])
     validate_landing = PythonOperator(
         task_id="validate_landing", python_callable=orch.validate, op_kwargs={"stage": "landing"},
         execution_timeout=orch.TIMEOUTS["validate"])
     dbt_build = orch.dbt_task_group(group_id="dbt_build")
-    chain(discover, ingest, validate_landing, dbt_build, *orch.publishing_tasks())
+    chain(discover, *orch.ingest_tasks(), validate_landing, dbt_build, *orch.publishing_tasks())

@@ -18,6 +18,8 @@ other EHR files, dosing, notes; by path within each - and calls `ingest_file` fo
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import codecs
 import dataclasses
 import datetime as dt
@@ -104,8 +106,13 @@ def _utcnow() -> dt.datetime:
 
 
 def ingest_landing(landing_dir: Path, settings: Settings, run_id: str | None = None,
-                   progress: Callable[[str], None] | None = None) -> IngestSummary:
-    """Ingest every new file of a landing folder, each exactly once, each in its own transaction."""
+                   progress: Callable[[str], None] | None = None,
+                   sources: Collection[str] | None = None) -> IngestSummary:
+    """Ingest every new file of a landing folder, each exactly once, each in its own transaction.
+
+    sources: only these (ehr, dosing, notes); None = all. Dosing logs and notes name patients by
+    MRN, so ingest 'ehr' before the others (the Airflow DAG orders its per-source tasks so).
+    """
     from ingest import warehouse
 
     landing_dir = Path(landing_dir).absolute()
@@ -118,6 +125,8 @@ def ingest_landing(landing_dir: Path, settings: Settings, run_id: str | None = N
                             ingested_at=ingested_at.isoformat() + "Z", ignored_paths=found.ignored)
     with warehouse.writer(settings) as con:
         for lf in found.files:
+            if sources is not None and lf.source not in sources:
+                continue
             try:
                 result = ingest_file(con, landing_dir, lf.path, lf.source, run_id, ingested_at,
                                      problem=lf.problem)

@@ -226,16 +226,34 @@ def discover(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any
 # ---------------------------------------------------------------------------------------------
 # The pipeline steps (ingest.pipeline), wrapped for Airflow.
 
-def ingest(params: Mapping[str, Any] | None = None, run_id: str = "", **_: Any) -> Any:
-    """Load the landing folder's new files into raw.events (exactly once per file)."""
+def ingest(params: Mapping[str, Any] | None = None, run_id: str = "", source: str | None = None,
+           **_: Any) -> Any:
+    """Load the landing folder's new files of one source (or all) into raw.events, exactly once per file."""
     from ingest.pipeline import new_run_id, step_ingest
     from ingest.warehouse import writer_lock
 
     conf = settings()
     landing = resolve_landing(params)
     with writer_lock(conf):
-        summary = step_ingest(landing, conf, run_id or new_run_id(), progress=log.info)
+        summary = step_ingest(landing, conf, run_id or new_run_id(), progress=log.info,
+                              sources=[source] if source else None)
     return _jsonable(summary)
+
+
+def ingest_tasks() -> list[Any]:
+    """ingest_ehr, then ingest_dosing and ingest_notes: one task per source, so a bad export shows
+    on its own task. The EHR goes first because the other two name patients by MRN.
+
+    Call inside a DAG context; returns [ingest_ehr, [ingest_dosing, ingest_notes]] for `chain`.
+    """
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    def task(source: str):
+        return PythonOperator(task_id=f"ingest_{source}", python_callable=ingest,
+                              op_kwargs={"source": source}, execution_timeout=TIMEOUTS["ingest"],
+                              doc_md=f"New `{source}/` files of the landing folder into raw.events.")
+
+    return [task("ehr"), [task("dosing"), task("notes")]]
 
 
 def validate(stage: str, params: Mapping[str, Any] | None = None, run_id: str = "", **_: Any) -> Any:

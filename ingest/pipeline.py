@@ -33,10 +33,11 @@ class RunSummary:
     report: Path | None = None
 
 
-def step_ingest(landing: Path, settings: Settings, run_id: str, progress: Progress | None = None):
+def step_ingest(landing: Path, settings: Settings, run_id: str, progress: Progress | None = None,
+                sources: list[str] | None = None):
     from ingest.loader import ingest_landing
 
-    return ingest_landing(Path(landing), settings, run_id=run_id, progress=progress)
+    return ingest_landing(Path(landing), settings, run_id=run_id, progress=progress, sources=sources)
 
 
 def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None = None):

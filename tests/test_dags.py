@@ -109,9 +109,11 @@ def test_nightly_renders_one_dbt_task_per_model_between_the_checks(dagbag):
     models = [t for t in dbt_tasks if t.task_id.endswith("_model_build")]
     assert len(models) >= 10
     assert all(type(t).__name__ == "DbtBuildLocalOperator" for t in models)
-    order = ["discover_new_files", "ingest_landing", "validate_landing"]
-    for upstream, downstream in zip(order, order[1:]):
-        assert downstream in dag.task_dict[upstream].downstream_task_ids
+    # one ingest task per source; the EHR first, since dosing logs and notes name patients by MRN
+    assert dag.task_dict["discover_new_files"].downstream_task_ids == {"ingest_ehr"}
+    assert dag.task_dict["ingest_ehr"].downstream_task_ids == {"ingest_dosing", "ingest_notes"}
+    for source in ("dosing", "notes"):
+        assert dag.task_dict[f"ingest_{source}"].downstream_task_ids == {"validate_landing"}
     roots = {t.task_id for t in dbt_tasks if not (t.upstream_task_ids & {d.task_id for d in dbt_tasks})}
     assert all("validate_landing" in dag.task_dict[r].upstream_task_ids for r in roots)
     assert dag.task_dict["publish_analytics"].upstream_task_ids == {"validate_marts"}
@@ -250,7 +252,7 @@ def test_critical_failure_stops_the_nightly_before_publish(nightly_run, dagbag, 
     before = _sha256(prepared_home.analytics)
     dag_run = dagbag.dags["kap_nightly"].test(
         run_conf={"landing_dir": str(small_landing)},
-        mark_success_pattern=r"discover_new_files|ingest_landing|validate_landing|dbt_build\..*")
+        mark_success_pattern=r"discover_new_files|ingest_\w+|validate_landing|dbt_build\..*")
     states = _states(dag_run)
     assert str(dag_run.state) == "failed"
     assert states["validate_marts"] == "failed"
