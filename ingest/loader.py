@@ -1,7 +1,10 @@
 """Event-sourced ingestion: landing files -> raw.events / raw.quarantine / raw.ingest_files.
 
 `ingest_landing` walks the landing folder (ingest.landing) in a fixed order - EHR Patient files,
-other EHR files, dosing, notes; by path within each - and calls `ingest_file` for each file.
+other EHR files, dosing, notes; by path within each - and takes every file through two phases:
+`_stage` (steps 1-3, no warehouse writes, on one of two connections) and `_commit` (step 4, in
+file order). While file i commits, file i+1 is staged on the other connection, so parsing and
+writing overlap on the two cores. `ingest_file` is both phases for one file.
 
 `ingest_file` works on one file, as DuckDB SQL over the whole file (no Python loop per record):
 1. path safety, sha256, skip when the sha256 is already in raw.ingest_files (exactly once);
@@ -19,6 +22,7 @@ other EHR files, dosing, notes; by path within each - and calls `ingest_file` fo
 from __future__ import annotations
 
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 
 import codecs
 import dataclasses
@@ -123,13 +127,27 @@ def ingest_landing(landing_dir: Path, settings: Settings, run_id: str | None = N
     found = landing.discover(landing_dir)
     summary = IngestSummary(run_id=run_id, landing_dir=str(landing_dir),
                             ingested_at=ingested_at.isoformat() + "Z", ignored_paths=found.ignored)
-    with warehouse.writer(settings) as con:
-        for lf in found.files:
-            if sources is not None and lf.source not in sources:
-                continue
+    todo = [lf for lf in found.files if sources is None or lf.source in sources]
+    with warehouse.writer(settings) as con, ThreadPoolExecutor(1, thread_name_prefix="kap-stage") as pool:
+        # Two connections take turns: while one commits file i, the other reads and parses file
+        # i+1 (DuckDB releases the GIL), so both cores work. Commits stay in file order.
+        cons = (con.cursor(), con.cursor())
+
+        def stage(i: int):
+            lf = todo[i]
+            return pool.submit(_stage, cons[i % 2], landing_dir, lf.path, lf.source, ingested_at, lf.problem)
+
+        ahead = stage(0) if todo else None
+        for i, lf in enumerate(todo):
             try:
-                result = ingest_file(con, landing_dir, lf.path, lf.source, run_id, ingested_at,
-                                     problem=lf.problem)
+                staged = ahead.result()
+            except Exception as exc:
+                staged = exc
+            ahead = stage(i + 1) if i + 1 < len(todo) else None
+            try:
+                if isinstance(staged, Exception):
+                    raise staged
+                result = _commit(staged, run_id, ingested_at)
             except Exception as exc:  # one bad file must not stop the others; it is retried
                 log.exception("ingest of %s failed", lf.rel_path)
                 result = FileResult(path=lf.rel_path, source=lf.source, status="failed",
@@ -140,6 +158,8 @@ def ingest_landing(landing_dir: Path, settings: Settings, run_id: str | None = N
                 f"accepted {result.records_accepted}, quarantined {result.records_quarantined}, "
                 f"duplicate {result.records_duplicate}, ignored {result.records_ignored}"
                 + (f" ({result.reject_reason})" if result.reject_reason else ""))
+        for c in cons:
+            c.close()
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -174,99 +194,140 @@ def _drop_temps(con) -> None:
         con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
+@dataclass
+class _Staged:
+    """A file read and parsed (steps 1-3 up to the reader's records), waiting for its commit.
+
+    `reject` set: a file-level rejection to record. `result.status` 'unstable'/'skipped' with no
+    reject: nothing to write. Otherwise the connection `con` holds the file's temp tables."""
+    con: object
+    result: FileResult
+    started: float
+    sha: str | None = None
+    size: int | None = None
+    reject: tuple[str, str] | None = None
+    ctx: Context | None = None
+    bad_lines: list = field(default_factory=list)
+
+
 def ingest_file(con, landing_dir: Path, path: Path, source: str, run_id: str | None, ingested_at,
                 problem: str | None = None) -> FileResult:
     """Ingest one landing file (see the module docstring). Raises on unexpected errors, after
     rolling back everything of this file."""
+    return _commit(_stage(con, landing_dir, path, source, ingested_at, problem), run_id, ingested_at)
+
+
+def _stage(con, landing_dir: Path, path: Path, source: str, ingested_at,
+           problem: str | None = None) -> _Staged:
+    """Steps 1-3 without writing the warehouse: safety, sha256, lines, the reader's records (in
+    temp tables of `con`). Runs on its own connection while the previous file commits."""
     started = time.monotonic()
     landing_dir = Path(landing_dir).absolute()
     path = Path(path)
     if not path.is_absolute():
         path = landing_dir / path if (landing_dir / path).exists() else path.absolute()
-    if isinstance(ingested_at, dt.datetime) and ingested_at.tzinfo is not None:
-        ingested_at = ingested_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    ingested_at = _naive_utc(ingested_at)
     try:
         rel = path.relative_to(landing_dir).as_posix()
     except ValueError:
         rel = str(path)
-    result = FileResult(path=rel, source=source, status="ingested")
+    st = _Staged(con=con, result=FileResult(path=rel, source=source, status="ingested"), started=started)
+    result = st.result
     prepare(con)
+    _drop_temps(con)
 
-    def finish(r: FileResult) -> FileResult:
-        r.seconds = round(time.monotonic() - started, 3)
-        return r
+    def reject(reason: str, detail: str, sha: str | None = None, size: int | None = None) -> _Staged:
+        st.reject, st.sha, st.size = (reason, detail), sha or result.file_id, size
+        return st
+
+    def unstable(detail: str) -> _Staged:
+        result.status, result.reject_reason, result.detail = "unstable", "unstable_file", detail
+        return st
 
     # 1. safety and identity of the file
     root = landing_dir.resolve()
     if problem == "outside_landing" or not landing._inside(path, root) or ".." in Path(rel).parts:
         result.file_id = landing.path_id(rel)
-        return finish(_reject(con, result, "outside_landing", "resolves outside the landing folder",
-                              run_id, ingested_at, sha=result.file_id, size=None))
+        return reject("outside_landing", "resolves outside the landing folder")
     try:
         fh = landing.hash_file(path)
     except landing.UnstableFile as exc:
-        result.status, result.reject_reason, result.detail = "unstable", "unstable_file", str(exc)
-        return finish(result)
+        return unstable(str(exc))
     except OSError as exc:
         result.file_id = landing.path_id(rel)
-        return finish(_reject(con, result, "unreadable", type(exc).__name__, run_id, ingested_at,
-                              sha=result.file_id, size=None))
-    result.file_id = fh.sha256
-    if con.execute("SELECT 1 FROM raw.ingest_files WHERE file_id = ?", [fh.sha256]).fetchone():
-        result.status = "skipped"
-        result.detail = "already ingested (same sha256)"
-        return finish(result)
+        return reject("unreadable", type(exc).__name__)
+    result.file_id, st.sha, st.size = fh.sha256, fh.sha256, fh.size
+    if _known(con, fh.sha256):
+        return _skipped(st)
     if fh.size == 0:
-        return finish(_reject(con, result, "empty_file", "0 bytes", run_id, ingested_at, fh.sha256, 0))
+        return reject("empty_file", "0 bytes", fh.sha256, 0)
     gz = path.name.endswith(".gz")
     if landing.is_gzip(fh.head) and not gz:
-        return finish(_reject(con, result, "compressed_without_extension", "gzip magic bytes",
-                              run_id, ingested_at, fh.sha256, fh.size))
+        return reject("compressed_without_extension", "gzip magic bytes", fh.sha256, fh.size)
 
-    reader = READERS[source]
-    _drop_temps(con)
     try:
         # 2. lines
         try:
             bad_lines = _load_lines(con, path, gz)
         except _Unreadable as exc:
-            return finish(_reject(con, result, "unreadable", str(exc), run_id, ingested_at,
-                                  fh.sha256, fh.size))
+            return reject("unreadable", str(exc), fh.sha256, fh.size)
         try:
             landing.check_stable(path, fh.stat)
         except landing.UnstableFile as exc:
-            result.status, result.reject_reason, result.detail = "unstable", "unstable_file", str(exc)
-            return finish(result)
+            return unstable(str(exc))
 
         header = None
         con.execute(_LINES_VIEW.format(after=0))
         if source == "dosing":
             first = con.execute("SELECT line_number, line FROM _kap_lines ORDER BY line_number LIMIT 1").fetchone()
             if first is None:
-                return finish(_reject(con, result, "empty_file", "no lines", run_id, ingested_at,
-                                      fh.sha256, fh.size))
+                return reject("empty_file", "no lines", fh.sha256, fh.size)
             header = dosing.parse_header(first[1])
             missing = dosing.missing_columns(header)
             if missing:
-                return finish(_reject(con, result, "missing_columns", ", ".join(missing), run_id,
-                                      ingested_at, fh.sha256, fh.size))
+                return reject("missing_columns", ", ".join(missing), fh.sha256, fh.size)
             con.execute(_LINES_VIEW.format(after=int(first[0])))
             bad_lines = [b for b in bad_lines if b[0] > first[0]]
-        ctx = Context(file_id=fh.sha256, source=source, ingested_at=ingested_at, header=header,
-                      resource_types=_file_types(source, path))
-        # 3 + 4. one transaction for everything this file writes
+        st.ctx = Context(file_id=fh.sha256, source=source, ingested_at=ingested_at, header=header,
+                         resource_types=_file_types(source, path))
+        st.bad_lines = bad_lines
+        # 3. the reader's candidate records
+        _create_records(con, READERS[source], st.ctx, ingested_at)
+    except BaseException:
+        _drop_temps(con)
+        raise
+    return st
+
+
+def _commit(st: _Staged, run_id: str | None, ingested_at) -> FileResult:
+    """Step 4: write a staged file in ONE transaction (or its file-level rejection)."""
+    con, result = st.con, st.result
+    ingested_at = _naive_utc(ingested_at)
+
+    def finish(r: FileResult) -> FileResult:
+        r.seconds = round(time.monotonic() - st.started, 3)
+        return r
+
+    try:
+        if st.reject is not None:
+            reason, detail = st.reject
+            return finish(_reject(con, result, reason, detail, run_id, ingested_at, st.sha, st.size))
+        if st.ctx is None:                       # unstable or already ingested: nothing to write
+            return finish(result)
+        if _known(con, st.sha):                  # the same bytes under another name, just committed
+            return finish(_skipped(st).result)
         con.execute("BEGIN TRANSACTION")
         try:
-            counts = _process(con, reader, ctx, bad_lines, ingested_at)
-            result.records_read = counts.pop("records") + len(bad_lines)
+            counts = _process(con, READERS[st.ctx.source], st.ctx, st.bad_lines, ingested_at)
+            result.records_read = counts.pop("records") + len(st.bad_lines)
             if result.records_read == 0:
                 con.execute("ROLLBACK")
                 return finish(_reject(con, result, "empty_file", "no records", run_id, ingested_at,
-                                      fh.sha256, fh.size))
+                                      st.sha, st.size))
             for k, v in counts.items():
                 setattr(result, k, v)
             _check_identity(result)
-            _write_file_row(con, result, "ingested", None, run_id, ingested_at, fh.sha256, fh.size)
+            _write_file_row(con, result, "ingested", None, run_id, ingested_at, st.sha, st.size)
             crashpoints.reached("ingest.mid_file")
             con.execute("COMMIT")
         except BaseException:
@@ -278,6 +339,22 @@ def ingest_file(con, landing_dir: Path, path: Path, source: str, run_id: str | N
     finally:
         _drop_temps(con)
     return finish(result)
+
+
+def _naive_utc(ingested_at):
+    if isinstance(ingested_at, dt.datetime) and ingested_at.tzinfo is not None:
+        return ingested_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return ingested_at
+
+
+def _known(con, sha: str) -> bool:
+    return con.execute("SELECT 1 FROM raw.ingest_files WHERE file_id = ?", [sha]).fetchone() is not None
+
+
+def _skipped(st: _Staged) -> _Staged:
+    st.result.status, st.result.detail = "skipped", "already ingested (same sha256)"
+    st.ctx = None
+    return st
 
 
 class _Unreadable(Exception):
@@ -427,8 +504,6 @@ def _execute_inlined(con, sql: str, ingested_at, strings: dict[str, str]) -> Non
 
 
 def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingested_at) -> dict[str, int]:
-    _create_records(con, reader, ctx, ingested_at)
-
     if ctx.source == "ehr":
         identity.assign_keys(
             con, "(SELECT key_fhir_id AS fhir_id, key_mrn AS mrn FROM _kap_rec "

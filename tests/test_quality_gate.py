@@ -17,6 +17,7 @@ import pytest
 from ingest import pipeline
 from ingest.config import Settings
 from ingest.quality import CriticalCheckFailed, validate
+from ingest.quality.targets import LANDING_VIEWS, bind, relation_sql
 from ingest.warehouse import writer
 from test_quality_data import good_marts
 
@@ -125,6 +126,18 @@ def test_warning_faults_pass_the_gate_and_are_published(tmp_settings, small_land
     assert {w[0] for w in warnings} == {r.check_id for r in outcome.failed_warning}
     assert critical == 0
     assert stages == {"landing", "marts"}
+    # landing checks read views computed once and carry rowids; the samples are the views' keys
+    landing_failures = [r for r in outcome.failed_warning if r.target.startswith("landing.")]
+    assert landing_failures
+    con = duckdb.connect(str(tmp_settings.warehouse), read_only=True)
+    try:
+        for r in landing_failures:
+            view = LANDING_VIEWS[r.target.split(".", 1)[1]]
+            keys = {str(k[0]) for k in con.execute(
+                f"SELECT {view.key} FROM {bind(relation_sql(r.target), 'run-1', None)} AS v").fetchall()}
+            assert r.failing_keys_sample and set(r.failing_keys_sample) <= keys, r.check_id
+    finally:
+        con.close()
 
 
 def test_results_are_stored_and_a_rerun_replaces_them(tmp_settings):

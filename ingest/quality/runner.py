@@ -63,6 +63,13 @@ def _gx():
         import great_expectations as gx
         import great_expectations.expectations as gxe
         from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.execution_engine import pandas_execution_engine
+
+        # GX fingerprints every DataFrame below HASH_THRESHOLD bytes (shallow memory usage, so
+        # nearly all of ours) with pandas' row hashing, twice per check; the fingerprint is only a
+        # batch marker nothing here reads, and it cost more than the expectation itself
+        # (4 of 5 s for a uniqueness check on 1.1 M rows). A threshold of 0 skips it.
+        pandas_execution_engine.HASH_THRESHOLD = 0
 
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -127,7 +134,10 @@ def check_sql(check: Check, run_id: str, now: str | None, mart_cols: list[str] |
     """The query producing the DataFrame GX validates for this check."""
     relation = (relations or {}).get(check.target) or relation_sql(check.target)
     where = f"WHERE {check.where}" if check.where else ""
-    key = f"CAST({_key_expr(check, mart_cols)} AS VARCHAR) AS _key"
+    if _by_rowid(check, relations):
+        key = "t.rowid AS _key"      # the row's key is looked up for the failing sample only
+    else:
+        key = f"CAST({_key_expr(check, mart_cols)} AS VARCHAR) AS _key"
     kind = check.check_type
     if kind == "condition":
         select = f"{key}, coalesce(({check.params}), FALSE) AS _ok"
@@ -140,7 +150,28 @@ def check_sql(check: Check, run_id: str, now: str | None, mart_cols: list[str] |
     sql = f"SELECT {select} FROM {relation} AS t {where}"
     if kind == "row_count_min":
         sql += f" LIMIT {max(int(float(check.params)), 1)}"
+    elif not _by_rowid(check, relations):
+        # a table's row order can change when dbt rebuilds it; the failing-key sample must not
+        sql += " ORDER BY _key"
     return bind(sql, run_id, now)
+
+
+def _by_rowid(check: Check, relations: dict[str, str] | None) -> bool:
+    """A landing view computed once into a temp table: its checks carry the table's rowid instead
+    of the (64-character) key, so a check fetches one small column per row, not two strings."""
+    return check.target in (relations or {})
+
+
+def _sample_keys(con: duckdb.DuckDBPyConnection, check: Check, relations: dict[str, str] | None,
+                 keys: list[str]) -> list[str]:
+    """Failing-row sample as keys: rowids of a computed landing view become that view's keys."""
+    if not keys or not _by_rowid(check, relations):
+        return keys
+    ids = [int(k) for k in keys if k != "NULL"]
+    found = dict(con.execute(
+        f"SELECT rowid, CAST({_key_expr(check, None)} AS VARCHAR) FROM {relations[check.target]} "
+        f"WHERE rowid IN (SELECT unnest(?::BIGINT[]))", [ids]).fetchall())
+    return [_clean_key(found.get(int(k))) if k != "NULL" else k for k in keys]
 
 
 def _not_run(check: Check, run_id: str, reason: str) -> CheckResult:
@@ -226,6 +257,7 @@ def run_check(con: duckdb.DuckDBPyConnection, check: Check, run_id: str, now: st
                 sample.append(key)
             if len(sample) >= SAMPLE_SIZE:
                 break
+        sample = _sample_keys(con, check, relations, sample)
         detail = ""
         if failed:
             values = result.get("partial_unexpected_list") or []
