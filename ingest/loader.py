@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ from ingest.sources import Context, dosing, fhir, notes
 log = logging.getLogger(__name__)
 
 READERS = {"ehr": fhir, "dosing": dosing, "notes": notes}
+STAGE_AHEAD = 2      # files read and parsed ahead of the one committing, each on its own connection
 _TEMP_TABLES = ("_kap_lines_raw", "_kap_badenc", "_kap_rec", "_kap_out")
 
 
@@ -128,22 +130,26 @@ def ingest_landing(landing_dir: Path, settings: Settings, run_id: str | None = N
     summary = IngestSummary(run_id=run_id, landing_dir=str(landing_dir),
                             ingested_at=ingested_at.isoformat() + "Z", ignored_paths=found.ignored)
     todo = [lf for lf in found.files if sources is None or lf.source in sources]
-    with warehouse.writer(settings) as con, ThreadPoolExecutor(1, thread_name_prefix="kap-stage") as pool:
-        # Two connections take turns: while one commits file i, the other reads and parses file
-        # i+1 (DuckDB releases the GIL), so both cores work. Commits stay in file order.
-        cons = (con.cursor(), con.cursor())
+    with warehouse.writer(settings) as con, \
+            ThreadPoolExecutor(STAGE_AHEAD, thread_name_prefix="kap-stage") as pool:
+        # Connections take turns: while one commits file i, the others read and parse files
+        # i+1 .. i+STAGE_AHEAD (DuckDB releases the GIL), so both cores work. Commits stay in
+        # file order; a staged file holds only its own temp tables.
+        cons = [con.cursor() for _ in range(STAGE_AHEAD + 1)]
 
         def stage(i: int):
             lf = todo[i]
-            return pool.submit(_stage, cons[i % 2], landing_dir, lf.path, lf.source, ingested_at, lf.problem)
+            return pool.submit(_stage, cons[i % len(cons)], landing_dir, lf.path, lf.source,
+                               ingested_at, lf.problem)
 
-        ahead = stage(0) if todo else None
+        pending = [stage(i) for i in range(min(STAGE_AHEAD, len(todo)))]
         for i, lf in enumerate(todo):
             try:
-                staged = ahead.result()
+                staged = pending.pop(0).result()
             except Exception as exc:
                 staged = exc
-            ahead = stage(i + 1) if i + 1 < len(todo) else None
+            if i + STAGE_AHEAD < len(todo):      # on the connection file i-1 has finished with
+                pending.append(stage(i + STAGE_AHEAD))
             try:
                 if isinstance(staged, Exception):
                     raise staged
@@ -362,12 +368,18 @@ class _Unreadable(Exception):
 
 
 _RECORDING = "kap_record_utf8_errors"
-_RECORDING_LOG: list[int] = []
+_RECORDED = threading.local()        # files are staged in several threads
+
+
+def _recording_log() -> list[int]:
+    if not hasattr(_RECORDED, "log"):
+        _RECORDED.log = []
+    return _RECORDED.log
 
 
 def _record_error(exc: UnicodeDecodeError):
     """Codec error handler: remember where undecodable bytes are, substitute U+0000 meanwhile."""
-    _RECORDING_LOG.append(exc.start)
+    _recording_log().append(exc.start)
     return ("\x00", exc.end)
 
 
@@ -430,7 +442,8 @@ _CHUNK = 16 << 20
 def _decode_errors(buf) -> list[int]:
     """Offsets (in buf) where UTF-8 decoding fails."""
     codecs.utf_8_decode(buf, _RECORDING, True)
-    errors, _RECORDING_LOG[:] = list(_RECORDING_LOG), []
+    errors = _recording_log()
+    _RECORDED.log = []
     return errors
 
 
@@ -457,7 +470,7 @@ def _blank_undecodable_lines(data: bytearray) -> list[tuple[int, str]]:
         b = data.find(b"\n", e)
         b = n if b < 0 else b
         shown = codecs.utf_8_decode(view[a:b], _RECORDING, True)[0]
-        _RECORDING_LOG[:] = []
+        _RECORDED.log = []
         shown = shown.replace("\x00", "\ufffd").rstrip("\r")
         if shown.strip():
             bad.append((line_no, shown))

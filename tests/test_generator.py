@@ -123,6 +123,26 @@ def test_rerun_in_the_same_folder_removes_stale_reexports(tmp_path: Path) -> Non
     assert not (tmp_path / "x/dosing/dosing_log_amendments.csv").exists()
 
 
+def test_large_bulk_files_are_split_into_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest.generator import core
+
+    whole = tmp_path / "whole"
+    generate(whole, patients=30, days=60, seed=3)
+    monkeypatch.setattr(core, "BULK_FILE_RESOURCES", 40)
+    split = tmp_path / "split"
+    summary = generate(split, patients=30, days=60, seed=3)
+    parts = sorted((split / "ehr").glob("Observation.000*.ndjson"),
+                   key=lambda p: int(p.name.split(".part")[1].split(".")[0]) if ".part" in p.name else 1)
+    assert [p.name for p in parts[:3]] == ["Observation.000.ndjson", "Observation.000.part2.ndjson",
+                                           "Observation.000.part3.ndjson"]
+    assert all(summary["files"][f"ehr/{p.name}"] == 40 for p in parts[:-1])
+    # the parts, in order, are the one file byte for byte; a rerun unsplit removes them
+    assert b"".join(p.read_bytes() for p in parts) == (whole / "ehr/Observation.000.ndjson").read_bytes()
+    monkeypatch.undo()
+    generate(split, patients=30, days=60, seed=3)
+    assert not list((split / "ehr").glob("*.part*.ndjson"))
+
+
 # --- the landing spec ---------------------------------------------------------------------------------
 def test_writes_the_three_folders_and_every_resource_file(clean: tuple[Path, dict]) -> None:
     root, summary = clean

@@ -17,18 +17,35 @@ from .notes import note_record
 DOSING_FILE = "dosing/dosing_log.csv"
 NOTES_FILE = "notes/therapy_notes.jsonl"
 # files this generator owns: stale ones from an earlier run in the same folder are removed first
-_OWN = {"ehr": re.compile(r"^[A-Z][A-Za-z]+\.\d{3}\.ndjson$"),
+_OWN = {"ehr": re.compile(r"^[A-Z][A-Za-z]+\.\d{3}(\.part\d+)?\.ndjson$"),
         "dosing": re.compile(r"^dosing_log(_amendments)?\.csv$"),
         "notes": re.compile(r"^therapy_notes(_amendments)?\.jsonl$")}
 
 
+# Bulk FHIR servers split a large export into several files per resource type; so does the
+# generator, which also bounds the memory a file needs at ingest. Parts after the first are
+# named `Observation.000.part2.ndjson`, `.part3`, ...
+BULK_FILE_RESOURCES = 100_000
+
+
 class _Files:
-    """Lazily opened output files with line counts; EHR files are one per resource type."""
+    """Lazily opened output files with line counts; EHR files are one per resource type, split
+    into parts of BULK_FILE_RESOURCES lines."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
         self.handles: dict[str, BinaryIO] = {}
         self.counts: dict[str, int] = {}
+        self.parts: dict[str, str] = {}     # EHR base file -> the part being written
+
+    def write_ehr(self, rel: str, lines: list[bytes]) -> None:
+        part = self.parts.get(rel, rel)
+        if self.counts.get(part, 0) >= BULK_FILE_RESOURCES:
+            n = 2 if part == rel else int(part.rsplit(".part", 1)[1].split(".")[0]) + 1
+            part = rel.removesuffix(".ndjson") + f".part{n}.ndjson"
+            self.handles.pop(self.parts.get(rel, rel)).close()
+        self.parts[rel] = part
+        self.write(part, lines)
 
     def write(self, rel: str, lines: list[bytes], header: bytes | None = None) -> None:
         fh = self.handles.get(rel)
@@ -46,6 +63,7 @@ class _Files:
     def close(self) -> None:
         for fh in self.handles.values():
             fh.close()
+        self.handles.clear()
 
 
 def generate(out_dir: Path, patients: int = 200, days: int = 180, seed: int = 42,
@@ -75,7 +93,7 @@ def generate(out_dir: Path, patients: int = 200, days: int = 180, seed: int = 42
     files.write(DOSING_FILE, [], header=csv_header)
     files.write(NOTES_FILE, [])
     for res in network_resources(net, start):
-        files.write(f"ehr/{res['resourceType']}.000.ndjson", [faults.ehr(res, RecordContext(0))[0]])
+        files.write_ehr(f"ehr/{res['resourceType']}.000.ndjson", [faults.ehr(res, RecordContext(0))[0]])
 
     episodes = doses = 0
     pending_progress = 0
@@ -85,7 +103,7 @@ def generate(out_dir: Path, patients: int = 200, days: int = 180, seed: int = 42
         ctx = RecordContext(story.person.birth_date.year)
 
         def emit(res: dict) -> None:
-            files.write(f"ehr/{res['resourceType']}.000.ndjson", faults.ehr(res, ctx))
+            files.write_ehr(f"ehr/{res['resourceType']}.000.ndjson", faults.ehr(res, ctx))
 
         PatientFhir(story, rng, cutoff, emit).write()
         episodes += sum(1 for ep in story.episodes if ep.start <= cutoff)
