@@ -202,6 +202,9 @@ def measure(name: str, args: dict, work: Path, env: dict | None = None, log_name
 _LU = re.compile(rb'"lastUpdated"\s*:\s*"([^"]+)"')
 
 
+_PART = re.compile(r"\.part\d+(?=\.ndjson$)")
+
+
 def _on_day(value: str | None, day: dt.date) -> bool:
     if not value:
         return False
@@ -266,10 +269,13 @@ def new_day_drop(full: Path, out: Path, day: dt.date) -> dict[str, int]:
         else:
             continue
         if n > 0:
+            # a night's `_since` export is small: one file per resource type, not the year's parts
+            rel = rel.with_name(_PART.sub("", rel.name))
             dst = out / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(b"\n".join(keep) + b"\n")
-            counts[str(rel)] = n
+            with dst.open("ab") as fh:
+                fh.write(b"\n".join(keep[1:] if dst.stat().st_size and src.suffix == ".csv" else keep) + b"\n")
+            counts[str(rel)] = counts.get(str(rel), 0) + n
     return counts
 
 
