@@ -44,7 +44,7 @@ from ingest import crashpoints, identity, landing
 from ingest.config import Settings
 from ingest.reasons import FILE_REASONS, RECORD_REASONS
 from ingest.sources import MACROS as COMMON_MACROS
-from ingest.sources import Context, dosing, fhir, notes
+from ingest.sources import Context, dosing, fhir, notes, sql_str
 
 log = logging.getLogger(__name__)
 
@@ -482,7 +482,11 @@ def _blank_undecodable_lines(data: bytearray) -> list[tuple[int, str]]:
 def _records_statement(reader, ctx: Context, ingested_at) -> tuple[str, dict | None]:
     """The reader's SELECT as a CREATE TABLE statement. The run's timestamp goes in as a literal:
     a parameter makes DuckDB bind the (large) statement twice (~0.1 s per file)."""
-    sql = f"CREATE OR REPLACE TEMP TABLE _kap_rec AS {reader.records_sql(ctx)}"
+    # the event id (deterministic: source, record id, version) is computed here, in the staging
+    # phase that runs in parallel, rather than in the commit that files take one at a time
+    sql = (f"CREATE OR REPLACE TEMP TABLE _kap_rec AS SELECT *, "
+           f"sha256({sql_str(ctx.source)} || '|' || source_record_id || '|' || version_key) AS event_id "
+           f"FROM ({reader.records_sql(ctx)})")
     if "$ingested_at" not in sql:
         return sql, None
     if isinstance(ingested_at, dt.datetime):
@@ -525,7 +529,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
 
     # Common checks and dedup. Wide columns (the line) stay in _kap_rec; duplicates are found with
     # a GROUP BY on the event id and one semi-join probe of the log, not with window functions.
-    # (The run's timestamp and the source are inlined: parameters make DuckDB bind it twice.)
+    # (The run's timestamp is inlined: parameters make DuckDB bind it twice.)
     _execute_inlined(con, """
         CREATE OR REPLACE TEMP TABLE _kap_out AS
         WITH r AS (
@@ -557,8 +561,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
                          THEN 'occurred_at ' || kap_iso(r.occurred_at) || ' is after ingestion + 1 day'
                      WHEN r.check_time AND year(r.occurred_at) < b.birth_year
                          THEN 'occurred in ' || year(r.occurred_at) || ', before birth year ' || b.birth_year
-                END AS detail2,
-                sha256($source || '|' || r.source_record_id || '|' || r.version_key) AS event_id
+                END AS detail2
             FROM r LEFT JOIN births b USING (patient_key)
         ), firsts AS (
             SELECT event_id, min(line_number) AS first_line
@@ -589,7 +592,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
                  WHEN in_log AND NOT same_payload THEN 'event ' || event_id || ' already logged with other content'
             END AS detail
         FROM cmp
-    """, ingested_at, {"source": ctx.source})
+    """, ingested_at, {})
     if ctx.source == "ehr":
         # patient_registered only for the first accepted version of a patient this file keyed
         con.execute("""

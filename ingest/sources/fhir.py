@@ -29,14 +29,18 @@ _V = "VARCHAR"
 _J = "JSON"
 _REF = {"reference": _V, "identifier": {"value": _V}}
 _PERIOD = {"start": _V, "end": _V}
+# CodeableConcepts every Observation carries are read typed: serialising them back to JSON text
+# and parsing that again per probe cost about a third of the statement
+_CC = {"coding": [{"system": _V, "code": _V}], "text": _V}
 
 STRUCTURE = {
     "resourceType": _V, "id": _V, "meta": {"versionId": _V, "lastUpdated": _V}, "status": _V,
     "subject": _REF, "patient": _REF, "encounter": {"reference": _V}, "context": {"reference": _V},
-    "code": _J, "category": _J, "type": _J, "class": _J, "interpretation": _J,
+    "code": _CC, "category": [_CC], "type": _J, "class": _J, "interpretation": [_CC],
     "effectiveDateTime": _V, "effectivePeriod": _PERIOD, "effectiveInstant": _V,
     "valueInteger": _V, "valueQuantity": {"value": _V, "unit": _V, "code": _V},
-    "valueCodeableConcept": _J, "valueString": _V, "dataAbsentReason": _J, "component": _J,
+    "valueCodeableConcept": _J, "valueString": _V, "dataAbsentReason": _J,
+    "component": [{"code": _CC, "valueQuantity": {"value": _V}}],
     "period": _PERIOD, "start": _V, "end": _V, "participant": _J, "appointmentType": _J,
     "serviceType": _J, "cancelationReason": _J, "extension": _J,
     "serviceProvider": {"reference": _V}, "appointment": _J, "episodeOfCare": _J,
@@ -110,6 +114,12 @@ CREATE OR REPLACE TEMP MACRO kap_sc(cc) AS coalesce(list_transform(json_extract(
     lambda c: coalesce(c->>'$.system', '') || '|' || coalesce(c->>'$.code', '')), []);
 CREATE OR REPLACE TEMP MACRO kap_sc_list(ccs) AS coalesce(list_transform(json_extract(ccs, '$[*].coding[*]'),
     lambda c: coalesce(c->>'$.system', '') || '|' || coalesce(c->>'$.code', '')), []);
+-- the same for a CodeableConcept read typed (STRUCT with a list of codings)
+CREATE OR REPLACE TEMP MACRO kap_sc_typed(cc) AS coalesce(list_transform(cc.coding,
+    lambda c: coalesce(c.system, '') || '|' || coalesce(c.code, '')), []);
+-- the codes of a list of typed CodeableConcepts, NULLs left out
+CREATE OR REPLACE TEMP MACRO kap_codes_typed(ccs) AS list_filter(flatten(list_transform(ccs,
+    lambda x: list_transform(x.coding, lambda c: c.code))), lambda c: c IS NOT NULL);
 CREATE OR REPLACE TEMP MACRO kap_codes(sc) AS list_transform(sc, lambda x: regexp_extract(x, '[^|]*$'));
 CREATE OR REPLACE TEMP MACRO kap_code_in(sc, system) AS
     list_filter(sc, lambda x: starts_with(x, system || '|'))[1][length(system) + 2:];
@@ -337,14 +347,14 @@ def records_sql(ctx: Context) -> str:
             "condition_id": "rid",
             "code_system": f"CASE WHEN kap_code_in(sc, '{SNOMED}') IS NOT NULL THEN 'snomed' WHEN list_has_any(list_transform(sc, lambda x: x LIKE '%icd-10%|%'), [true]) THEN 'icd10' ELSE 'other' END",
             "code": f"coalesce(kap_code_in(sc, '{SNOMED}'), kap_codes(sc)[1])",
-            "category": "json_extract_string(j.category, '$[0].coding[0].code')",
+            "category": "j.category[1].coding[1].code",
             "clinical_status": "json_extract_string(j.clinicalStatus, '$.coding[0].code')",
             "verification_status": "json_extract_string(j.verificationStatus, '$.coding[0].code')",
             "is_contraindication": f"list_has_any(sc, {_lst(SNOMED + '|' + c for c in CONTRAINDICATIONS)})",
             "recorded_at": f"{iso}(coalesce(kap_ts(j.recordedDate), kap_ts(j.onsetDateTime)))", "version_id": "vid"})}
         WHEN rtype = 'Observation' AND is_screening THEN {_obj({
             "observation_id": "rid", "decision": "decision",
-            "reason_code": "coalesce(json_extract_string(j.interpretation, '$[*].coding[*].code')[1], json_extract_string(j.component, '$[*].code.coding[*].code')[1])",
+            "reason_code": "coalesce(kap_codes_typed(j.interpretation)[1], kap_codes_typed(list_transform(j.component, lambda c: c.code))[1])",
             "encounter_id": "kap_ref_id(j.encounter.reference)", "status": "status", "version_id": "vid"})}
         WHEN rtype = 'Observation' AND instrument IS NOT NULL THEN {_obj({
             "observation_id": "rid", "instrument": "instrument", "code": "kap_codes(sc)[1]",
@@ -373,7 +383,7 @@ def records_sql(ctx: Context) -> str:
             "encounter_id": "kap_ref_id(j.encounter.reference)", "version_id": "vid"})}
         WHEN rtype = 'Consent' THEN {_obj({
             "consent_id": "rid", "status": "status",
-            "category": "json_extract_string(j.category, '$[0].coding[0].code')", "version_id": "vid"})}
+            "category": "j.category[1].coding[1].code", "version_id": "vid"})}
         WHEN rtype = 'QuestionnaireResponse' THEN {_obj({
             "response_id": "rid", "questionnaire": "j.questionnaire",
             "instrument": "CASE WHEN regexp_matches(lower(j.questionnaire), 'phq-?9') THEN 'phq9' WHEN regexp_matches(lower(j.questionnaire), 'gad-?7') THEN 'gad7' WHEN regexp_matches(lower(j.questionnaire), 'pcl-?5') THEN 'pcl5' ELSE 'other' END",
@@ -447,8 +457,8 @@ WITH parsed AS (
             WHEN 'Encounter' THEN j.period."end" WHEN 'EpisodeOfCare' THEN j.period."end"
             WHEN 'MedicationAdministration' THEN j.effectivePeriod."end" END AS end_raw,
         CASE j.resourceType
-            WHEN 'Observation' THEN kap_sc(j.code) WHEN 'Condition' THEN kap_sc(j.code)
-            WHEN 'ServiceRequest' THEN kap_sc(j.code) WHEN 'AdverseEvent' THEN kap_sc(j.event)
+            WHEN 'Observation' THEN kap_sc_typed(j.code) WHEN 'Condition' THEN kap_sc_typed(j.code)
+            WHEN 'ServiceRequest' THEN kap_sc_typed(j.code) WHEN 'AdverseEvent' THEN kap_sc(j.event)
             WHEN 'Encounter' THEN kap_sc_list(j.type)
             WHEN 'Appointment' THEN list_concat(kap_sc(j.appointmentType), kap_sc_list(j.serviceType))
             ELSE [] END AS sc,
@@ -470,12 +480,10 @@ WITH parsed AS (
              WHEN list_contains(kap_sc(value_cc), '{K}|ineligible') THEN 'ineligible' END AS decision,
         coalesce(j.valueInteger, j.valueQuantity.value, j.valueString) AS value_raw,
         CASE WHEN rtype = 'Observation' AND list_contains(sc, '{LOINC}|85354-9') THEN
-            list_filter(json_extract(j.component, '$[*]'),
-                lambda c: list_contains(json_extract_string(c, '$.code.coding[*].code'), '8480-6'))[1]->>'$.valueQuantity.value'
+            list_filter(j.component, lambda c: list_contains(kap_codes_typed([c.code]), '8480-6'))[1].valueQuantity.value
         END AS systolic_raw,
         CASE WHEN rtype = 'Observation' AND list_contains(sc, '{LOINC}|85354-9') THEN
-            list_filter(json_extract(j.component, '$[*]'),
-                lambda c: list_contains(json_extract_string(c, '$.code.coding[*].code'), '8462-4'))[1]->>'$.valueQuantity.value'
+            list_filter(j.component, lambda c: list_contains(kap_codes_typed([c.code]), '8462-4'))[1].valueQuantity.value
         END AS diastolic_raw,
         CASE WHEN rtype = 'MedicationAdministration' THEN coalesce(
             j.medicationCodeableConcept,
