@@ -25,7 +25,7 @@ _OWN = {"ehr": re.compile(r"^[A-Z][A-Za-z]+\.\d{3}(\.part\d+)?\.ndjson$"),
 # Bulk FHIR servers split a large export into several files per resource type; so does the
 # generator, which also bounds the memory a file needs at ingest. Parts after the first are
 # named `Observation.000.part2.ndjson`, `.part3`, ...
-BULK_FILE_RESOURCES = 100_000
+BULK_FILE_RESOURCES = 50_000
 
 
 class _Files:
