@@ -2,9 +2,9 @@
 
 `ingest_landing` walks the landing folder (ingest.landing) in a fixed order - EHR Patient files,
 other EHR files, dosing, notes; by path within each - and takes every file through two phases:
-`_stage` (steps 1-3, no warehouse writes, on one of two connections) and `_commit` (step 4, in
-file order). While file i commits, file i+1 is staged on the other connection, so parsing and
-writing overlap on the two cores. `ingest_file` is both phases for one file.
+`_stage` (steps 1-3, no warehouse writes, each file on a connection of its own) and `_commit`
+(step 4, in file order). While file i commits, files i+1 and i+2 are staged (STAGE_AHEAD), so
+parsing and writing overlap on the two cores. `ingest_file` is both phases for one file.
 
 `ingest_file` works on one file, as DuckDB SQL over the whole file (no Python loop per record):
 1. path safety, sha256, skip when the sha256 is already in raw.ingest_files (exactly once);
@@ -487,6 +487,11 @@ def _records_statement(reader, ctx: Context, ingested_at) -> tuple[str, dict | N
     sql = (f"CREATE OR REPLACE TEMP TABLE _kap_rec AS SELECT *, "
            f"sha256({sql_str(ctx.source)} || '|' || source_record_id || '|' || version_key) AS event_id "
            f"FROM ({reader.records_sql(ctx)})")
+    return _inline_ingested_at(sql, ingested_at)
+
+
+def _inline_ingested_at(sql: str, ingested_at) -> tuple[str, dict | None]:
+    """(statement, parameters) with `$ingested_at` as a TIMESTAMP literal when it is a datetime."""
     if "$ingested_at" not in sql:
         return sql, None
     if isinstance(ingested_at, dt.datetime):
@@ -510,16 +515,6 @@ def _create_records(con, reader, ctx: Context, ingested_at) -> None:
         assert not con.execute("SELECT 1 FROM _kap_rec WHERE reason = '__retry__' LIMIT 1").fetchone()
 
 
-def _execute_inlined(con, sql: str, ingested_at, strings: dict[str, str]) -> None:
-    for name, value in strings.items():
-        sql = sql.replace(f"${name}", "'" + value.replace("'", "''") + "'")
-    if isinstance(ingested_at, dt.datetime):
-        literal = f"TIMESTAMP '{ingested_at.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}'"
-        con.execute(sql.replace("$ingested_at", literal))
-    else:
-        con.execute(sql, {"ingested_at": ingested_at})
-
-
 def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingested_at) -> dict[str, int]:
     if ctx.source == "ehr":
         identity.assign_keys(
@@ -530,7 +525,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
     # Common checks and dedup. Wide columns (the line) stay in _kap_rec; duplicates are found with
     # a GROUP BY on the event id and one semi-join probe of the log, not with window functions.
     # (The run's timestamp is inlined: parameters make DuckDB bind it twice.)
-    _execute_inlined(con, """
+    con.execute(*_inline_ingested_at("""
         CREATE OR REPLACE TEMP TABLE _kap_out AS
         WITH r AS (
             SELECT r.*, k.patient_key, k.file_id AS key_file_id
@@ -592,7 +587,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
                  WHEN in_log AND NOT same_payload THEN 'event ' || event_id || ' already logged with other content'
             END AS detail
         FROM cmp
-    """, ingested_at, {})
+    """, ingested_at))
     if ctx.source == "ehr":
         # patient_registered only for the first accepted version of a patient this file keyed
         con.execute("""
