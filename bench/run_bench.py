@@ -275,8 +275,8 @@ def new_day_drop(full: Path, out: Path, day: dt.date) -> dict[str, int]:
             rel = rel.with_name(_PART.sub("", rel.name))
             dst = out / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            with dst.open("ab") as fh:
-                fh.write(b"\n".join(keep[1:] if dst.stat().st_size and src.suffix == ".csv" else keep) + b"\n")
+            with dst.open("ab") as fh:       # parts of one type land in one file
+                fh.write(b"\n".join(keep) + b"\n")
             counts[str(rel)] = counts.get(str(rel), 0) + n
     return counts
 

@@ -36,15 +36,15 @@ class _Files:
         self.out = out
         self.handles: dict[str, BinaryIO] = {}
         self.counts: dict[str, int] = {}
-        self.parts: dict[str, str] = {}     # EHR base file -> the part being written
+        self.parts: dict[str, tuple[int, str]] = {}   # EHR base file -> (number, path) being written
 
     def write_ehr(self, rel: str, lines: list[bytes]) -> None:
-        part = self.parts.get(rel, rel)
+        n, part = self.parts.get(rel, (1, rel))
         if self.counts.get(part, 0) >= BULK_FILE_RESOURCES:
-            n = 2 if part == rel else int(part.rsplit(".part", 1)[1].split(".")[0]) + 1
+            self.handles.pop(part).close()
+            n += 1
             part = rel.removesuffix(".ndjson") + f".part{n}.ndjson"
-            self.handles.pop(self.parts.get(rel, rel)).close()
-        self.parts[rel] = part
+        self.parts[rel] = (n, part)
         self.write(part, lines)
 
     def write(self, rel: str, lines: list[bytes], header: bytes | None = None) -> None:

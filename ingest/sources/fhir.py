@@ -120,6 +120,9 @@ CREATE OR REPLACE TEMP MACRO kap_sc_typed(cc) AS coalesce(list_transform(cc.codi
 -- the codes of a list of typed CodeableConcepts, NULLs left out
 CREATE OR REPLACE TEMP MACRO kap_codes_typed(ccs) AS list_filter(flatten(list_transform(ccs,
     lambda x: list_transform(x.coding, lambda c: c.code))), lambda c: c IS NOT NULL);
+-- valueQuantity.value of the first typed component coded `code` (blood-pressure parts)
+CREATE OR REPLACE TEMP MACRO kap_component_value(components, code) AS
+    list_filter(components, lambda c: list_contains(kap_codes_typed([c.code]), code))[1].valueQuantity.value;
 CREATE OR REPLACE TEMP MACRO kap_codes(sc) AS list_transform(sc, lambda x: regexp_extract(x, '[^|]*$'));
 CREATE OR REPLACE TEMP MACRO kap_code_in(sc, system) AS
     list_filter(sc, lambda x: starts_with(x, system || '|'))[1][length(system) + 2:];
@@ -480,10 +483,10 @@ WITH parsed AS (
              WHEN list_contains(kap_sc(value_cc), '{K}|ineligible') THEN 'ineligible' END AS decision,
         coalesce(j.valueInteger, j.valueQuantity.value, j.valueString) AS value_raw,
         CASE WHEN rtype = 'Observation' AND list_contains(sc, '{LOINC}|85354-9') THEN
-            list_filter(j.component, lambda c: list_contains(kap_codes_typed([c.code]), '8480-6'))[1].valueQuantity.value
+            kap_component_value(j.component, '8480-6')
         END AS systolic_raw,
         CASE WHEN rtype = 'Observation' AND list_contains(sc, '{LOINC}|85354-9') THEN
-            list_filter(j.component, lambda c: list_contains(kap_codes_typed([c.code]), '8462-4'))[1].valueQuantity.value
+            kap_component_value(j.component, '8462-4')
         END AS diastolic_raw,
         CASE WHEN rtype = 'MedicationAdministration' THEN coalesce(
             j.medicationCodeableConcept,
