@@ -3,7 +3,7 @@
     uv run python bench/ingest_bench.py --patients 2000 --days 365
     uv run python bench/ingest_bench.py --landing path/to/landing
 
-It generates a landing folder (ingest.generator) unless --landing is given, then in one run:
+It generates a landing folder (kap.generator) unless --landing is given, then in one run:
 1. the yardstick: DuckDB's native readers load the same files into tables of a fresh database -
    `read_ndjson_objects` (EHR NDJSON, notes JSONL; ignore_errors) and `read_csv` (dosing CSV,
    all_varchar, ignore_errors);
@@ -25,10 +25,10 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.config import Settings  # noqa: E402
+from kap.settings import Settings  # noqa: E402
 from ingest.landing import discover  # noqa: E402
-from ingest.loader import ingest_landing  # noqa: E402
-from ingest.warehouse import path_for_sql  # noqa: E402
+from kap.pipeline import step_ingest  # noqa: E402
+from kap.warehouse import path_for_sql  # noqa: E402
 
 
 def native_load(files: list[tuple[str, Path]], db: Path) -> tuple[float, int]:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         landing = args.landing
         if landing is None:
-            from ingest.generator import generate
+            from kap.generator import generate
 
             landing = work / "landing"
             t = time.perf_counter()
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         home = work / "home"
         shutil.rmtree(home, ignore_errors=True)
         t = time.perf_counter()
-        summary = ingest_landing(landing, Settings.from_env(home))
+        summary = step_ingest(landing, Settings.from_env(home))
         ingest_s = time.perf_counter() - t
         tot = summary.totals
         figures = {

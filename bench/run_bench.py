@@ -7,7 +7,7 @@ For each size (patients; seeded generator, --days days, --fault-rate faults) it 
 step in its own subprocess so wall time and peak RSS (os.wait4 -> ru_maxrss) are whole-process:
 
 1. ingest throughput: DuckDB's native readers (`read_ndjson_objects` / `read_csv` into tables of a
-   fresh database, bench/ingest_bench.py) next to `ingest_landing` of the same files into an empty
+   fresh database, bench/ingest_bench.py) next to `ingest.loader.ingest_landing` of the same files into an empty
    warehouse; records/s, events/s and the ratio native seconds / ingest seconds. Up to
    --repeat-up-to patients, the best of --repeat runs of each, alternating (a shared machine's
    noise moves a ratio of two short timings more than anything else here);
@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-START = dt.date(2025, 1, 6)   # ingest.generator default start
+START = dt.date(2025, 1, 6)   # kap.generator default start
 TARGETS = {
     "ingest_ratio": 0.5, "run_10k_s": 120.0, "run_10k_rss_gb": 3.0, "incremental_ratio": 0.2,
     "scale_50k_over_10k": 6.0, "dags_import_s": 2.0,
@@ -59,7 +59,7 @@ def say(msg: str) -> None:
 # ---------------------------------------------------------------- steps (run in a child process)
 
 def step_generate(a: dict) -> dict:
-    from ingest.generator import generate
+    from kap.generator import generate
 
     generate(Path(a["out"]), patients=a["patients"], days=a["days"], seed=a["seed"],
              fault_rate=a["fault_rate"])
@@ -81,11 +81,11 @@ def step_native(a: dict) -> dict:
 
 
 def step_ingest(a: dict) -> dict:
-    from ingest.config import Settings
-    from ingest.loader import ingest_landing
+    from kap.settings import Settings
+    from kap.pipeline import step_ingest as ingest_into_warehouse
 
     t = time.perf_counter()
-    s = ingest_landing(Path(a["landing"]), Settings.from_env(Path(a["home"])))
+    s = ingest_into_warehouse(Path(a["landing"]), Settings.from_env(Path(a["home"])))
     return {"seconds": time.perf_counter() - t, **s.totals}
 
 
@@ -95,8 +95,8 @@ _STAGE = re.compile(r"^\[(\d)/(\d)\] (\S+(?: \S+)?)")
 def step_run(a: dict) -> dict:
     import logging
 
-    from ingest.config import Settings
-    from ingest.pipeline import run
+    from kap.settings import Settings
+    from kap.pipeline import run
 
     logging.basicConfig(level=logging.WARNING)
     started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=1)
@@ -109,7 +109,7 @@ def step_run(a: dict) -> dict:
             name = "ingest" if name.startswith("ingest") else name
             marks.append((name, time.perf_counter()))
 
-    from ingest.quality import CriticalCheckFailed
+    from kap.quality import CriticalCheckFailed
 
     settings = Settings.from_env(Path(a["home"]))
     t = time.perf_counter()
@@ -135,8 +135,8 @@ def step_run(a: dict) -> dict:
 
 
 def step_dags(a: dict) -> dict:
-    from ingest import airflow_env
-    from ingest.config import Settings
+    from kap.orchestration import environment as airflow_env
+    from kap.settings import Settings
 
     os.environ.update(airflow_env.airflow_environ(Settings.from_env(Path(a["home"]))))
     t0 = time.perf_counter()
@@ -440,7 +440,7 @@ def render(res: dict, previous: dict | None) -> str:
                          f"(publish and report not reached; the times cover the stages that ran):** "
                          f"{s[key]['failed']}")
     L += ["", "Targets for 10k patients x 365 days: <= 120 s, peak RSS <= 3 GB (3,072 MB). Stage seconds are "
-          "timed from the pipeline's `[i/6]` progress lines (`ingest.pipeline.run`, the function `kap run` "
+          "timed from the pipeline's `[i/6]` progress lines (`kap.pipeline.run`, the function `kap run` "
           "calls); wall includes interpreter start-up and imports.", ""]
 
     L += ["## 3. Incremental night vs full rebuild of the same year", "",

@@ -1,6 +1,6 @@
 """kap_nightly: new landing files -> event log -> checks -> dbt marts -> checks -> analytics.duckdb.
 
-A thin declaration: the callables live in ingest.orchestration (importable, testable without
+A thin declaration: the callables live in kap.orchestration.tasks (importable, testable without
 Airflow) and call the same step functions as `kap run`.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pendulum
 from airflow.providers.standard.operators.python import PythonOperator, ShortCircuitOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param, chain
 
-from ingest import orchestration as orch
+from kap.orchestration import tasks as orch
 
 DOC = """
 ### kap_nightly

@@ -1,6 +1,6 @@
 """kap_replay: rebuild the marts from the event log alone, optionally as known at `as_of`.
 
-A thin declaration: the callables live in ingest.orchestration.
+A thin declaration: the callables live in kap.orchestration.tasks.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pendulum
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param, chain
 
-from ingest import orchestration as orch
+from kap.orchestration import tasks as orch
 
 DOC = """
 ### kap_replay

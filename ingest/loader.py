@@ -41,7 +41,7 @@ from typing import Callable
 import duckdb
 
 from ingest import crashpoints, identity, landing
-from ingest.config import Settings
+from ingest.schema import ensure_event_log
 from ingest.reasons import FILE_REASONS, RECORD_REASONS
 from ingest.sources import MACROS as COMMON_MACROS
 from ingest.sources import Context, dosing, fhir, notes, sql_str
@@ -111,16 +111,16 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
-def ingest_landing(landing_dir: Path, settings: Settings, run_id: str | None = None,
+def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: str | None = None,
                    progress: Callable[[str], None] | None = None,
                    sources: Collection[str] | None = None) -> IngestSummary:
     """Ingest every new file of a landing folder, each exactly once, each in its own transaction.
 
-    sources: only these (ehr, dosing, notes); None = all. Dosing logs and notes name patients by
-    MRN, so ingest 'ehr' before the others (the Airflow DAG orders its per-source tasks so).
+    con: a read-write connection to the warehouse, held by the caller's single writer (the
+    event-log tables are created on it when missing). sources: only these (ehr, dosing, notes);
+    None = all. Dosing logs and notes name patients by MRN, so ingest 'ehr' before the others
+    (the Airflow DAG orders its per-source tasks so).
     """
-    from ingest import warehouse
-
     landing_dir = Path(landing_dir).absolute()
     run_id = run_id or f"ingest__{uuid.uuid4().hex[:12]}"
     ingested_at = _utcnow()
@@ -130,8 +130,8 @@ def ingest_landing(landing_dir: Path, settings: Settings, run_id: str | None = N
     summary = IngestSummary(run_id=run_id, landing_dir=str(landing_dir),
                             ingested_at=ingested_at.isoformat() + "Z", ignored_paths=found.ignored)
     todo = [lf for lf in found.files if sources is None or lf.source in sources]
-    with warehouse.writer(settings) as con, \
-            ThreadPoolExecutor(STAGE_AHEAD, thread_name_prefix="kap-stage") as pool:
+    ensure_event_log(con)
+    with ThreadPoolExecutor(STAGE_AHEAD, thread_name_prefix="kap-stage") as pool:
         # Connections take turns: while one commits file i, the others read and parse files
         # i+1 .. i+STAGE_AHEAD (DuckDB releases the GIL), so both cores work. Commits stay in
         # file order; a staged file holds only its own temp tables.

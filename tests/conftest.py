@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest import airflow_env
-from ingest.config import Settings
+from kap.orchestration import environment as airflow_env
+from kap.settings import Settings
 
 SESSION_HOME = Path(tempfile.mkdtemp(prefix="kap-tests-"))
 SESSION_SETTINGS = Settings(home=SESSION_HOME.resolve())
@@ -47,7 +47,7 @@ def tmp_settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def small_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated landing folder (ehr/, dosing/, notes/), shared by the session: don't edit."""
-    from ingest.generator import generate
+    from kap.generator import generate
 
     out = tmp_path_factory.mktemp("landing") / "landing"
     generate(out, **SMALL_CLINIC)

@@ -1,12 +1,12 @@
 """The analyst guide (docs/analyst/) runs as written.
 
 One demo-like clinic (120 patients x 180 days, 1 % faults) goes through the nightly pipeline
-(`ingest.pipeline.run`) once per module; then every ```sql block of docs/analyst/*.md is executed
+(`kap.pipeline.run`) once per module; then every ```sql block of docs/analyst/*.md is executed
 against the published analytics.duckdb twice: with the Python `duckdb` package (2.x, read-only)
 and with the DuckDB 1.x shell (`.venv/bin/duckdb -readonly`), which is what BI drivers embed. Both
 must succeed and agree on the row count; all but blocks marked `-- may return no rows` must return
 rows. The Python examples run too (path pointed at the test build), and the table dictionary
-(docs/analyst/tables.md) must equal a fresh `ingest.dictionary.render_markdown()` and cover every
+(docs/analyst/tables.md) must equal a fresh `kap.docs.dictionary.render_markdown()` and cover every
 published column.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.config import PROJECT_ROOT, Settings
-from ingest.dictionary import TABLES_MD, published_models, render_markdown
+from kap.settings import PROJECT_ROOT, Settings
+from kap.docs.dictionary import TABLES_MD, published_models, render_markdown
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +65,8 @@ def _shell() -> str:
 @pytest.fixture(scope="module")
 def analytics(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """analytics.duckdb published by the nightly pipeline from a demo-like generated clinic."""
-    from ingest import pipeline
-    from ingest.generator import generate
+    from kap import pipeline
+    from kap.generator import generate
 
     root = tmp_path_factory.mktemp("analyst_guide")
     landing = root / "landing"
@@ -153,7 +153,7 @@ def test_publish_runs_names_the_snapshot(analytics):
 def test_tables_md_is_regenerated_from_the_dbt_yaml():
     assert TABLES_MD == GUIDE / "tables.md"
     assert TABLES_MD.read_text(encoding="utf-8") == render_markdown(), (
-        "docs/analyst/tables.md is stale: run `python -m ingest.dictionary` (or `kap docs`)")
+        "docs/analyst/tables.md is stale: run `python -m kap.docs.dictionary` (or `kap docs`)")
 
 
 def test_dictionary_documents_every_published_table_and_column(analytics):

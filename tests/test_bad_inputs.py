@@ -23,8 +23,8 @@ import duckdb
 import pytest
 
 from ingest import loader
-from ingest.config import Settings
-from ingest.loader import ingest_landing
+from kap.settings import Settings
+from kap.pipeline import step_ingest
 from ingest.reasons import FILE_REASONS, RECORD_REASONS
 
 CORPUS = Path(__file__).parent / "fixtures" / "bad_inputs"
@@ -228,7 +228,7 @@ def _param(case_id: str):
 @pytest.mark.parametrize("case_id", [_param(c) for c in EXPECTED])
 def test_corpus_case(case_id: str, tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    summary = ingest_landing(CORPUS / case_id, settings)
+    summary = step_ingest(CORPUS / case_id, settings)
     check_drop(settings, summary, EXPECTED[case_id])
 
 
@@ -296,7 +296,7 @@ def test_generated_case(case_id: str, tmp_path: Path) -> None:
     outside.mkdir()
     expect = GENERATED[case_id](root, outside)
     settings = _settings(tmp_path)
-    summary = ingest_landing(root, settings)
+    summary = step_ingest(root, settings)
     check_drop(settings, summary, expect)
     if expect.file_reason == "outside_landing":
         # never opened: nothing of the outside file was read or stored
@@ -326,13 +326,13 @@ def test_file_still_being_written_is_retried(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(loader, "_load_lines", load_and_grow)
     settings = _settings(tmp_path)
-    first = ingest_landing(root, settings)
+    first = step_ingest(root, settings)
     assert grown, "the loader did not read the notes file through _load_lines"
     check_drop(settings, first, Expect(NOTES, status="unstable"))
     assert not _rows(settings, "SELECT 1 FROM raw.events WHERE source_record_id LIKE 'note-good-%'")
 
     monkeypatch.setattr(loader, "_load_lines", original)
-    second = ingest_landing(root, settings)
+    second = step_ingest(root, settings)
     by_path = {f.path: f for f in second.files}
     assert by_path[NOTES].status == "ingested" and by_path[NOTES].records_accepted == 2
     assert all(f.status == "skipped" for p, f in by_path.items() if p != NOTES)
@@ -347,7 +347,7 @@ NOTE_CASES = [c for c in EXPECTED if c.startswith("notes_") and EXPECTED[c].reas
 @pytest.mark.parametrize("case_id", NOTE_CASES)
 def test_quarantined_note_lines_hold_no_note_text(case_id: str, tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    ingest_landing(CORPUS / case_id, settings)
+    step_ingest(CORPUS / case_id, settings)
     stored = _rows(settings, "SELECT raw_record FROM raw.quarantine")
     assert stored
     leaks = [(frag, rec) for (rec,) in stored for frag in NOTE_FRAGMENTS if rec and frag in rec]

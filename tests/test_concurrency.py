@@ -21,8 +21,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.config import Settings
-from ingest.warehouse import WarehouseBusy, writer_lock
+from kap.settings import Settings
+from kap.warehouse import WarehouseBusy, writer_lock
 
 from test_crash_safety import CONSISTENT, consistency, kap  # noqa: E402  (tests/ is on sys.path)
 
@@ -95,7 +95,7 @@ def test_second_writer_waits_or_is_refused_and_readers_never_blocked(small_landi
         with open(a_err, "w") as err:
             env = {k: v for k, v in os.environ.items() if not k.startswith("KAP_CRASH")}
             env["KAP_HOME"] = str(home)
-            a = subprocess.Popen([sys.executable, "-m", "ingest.cli", "run", str(small_landing)],
+            a = subprocess.Popen([sys.executable, "-m", "kap.cli", "run", str(small_landing)],
                                  cwd=Path(__file__).resolve().parent.parent, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=err)
             procs.append(a)

@@ -34,8 +34,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.config import PROJECT_ROOT, Settings
-from ingest.generator import generate
+from kap.settings import PROJECT_ROOT, Settings
+from kap.generator import generate
 
 from test_idempotency import log_state, published_fingerprints  # noqa: E402  (tests/ is on sys.path)
 
@@ -53,7 +53,7 @@ def kap(home: Path, *args: str, crash_at: str | None = None, wait: bool = True, 
     env.update(KAP_HOME=str(home), **env_extra)
     if crash_at:
         env["KAP_CRASH_AT"] = crash_at
-    cmd = [sys.executable, "-m", "ingest.cli", *args]
+    cmd = [sys.executable, "-m", "kap.cli", *args]
     if not wait:
         return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -14,8 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest import airflow_env, orchestration
-from ingest.config import DAGS_DIR, PROJECT_ROOT, Settings
+from kap.orchestration import environment as airflow_env, tasks as orchestration
+from kap.settings import DAGS_DIR, PROJECT_ROOT, Settings
 
 DAG_IDS = {"kap_nightly", "kap_replay"}
 PUBLISHED_TABLES = {
@@ -173,9 +173,9 @@ def test_as_of_is_normalised_like_the_cli():
 def test_a_failed_critical_check_fails_the_task_without_retry(monkeypatch, tmp_settings):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from ingest import pipeline
-    from ingest.quality import CriticalCheckFailed
-    from ingest.quality import ValidationOutcome
+    from kap import pipeline
+    from kap.quality import CriticalCheckFailed
+    from kap.quality import ValidationOutcome
 
     def failing(settings, stage, run_id, as_of=None):
         raise CriticalCheckFailed(ValidationOutcome(run_id, stage, "failed"))
@@ -221,7 +221,7 @@ def test_nightly_with_nothing_new_skips_and_keeps_analytics(nightly_run, dagbag,
 
 @pytest.mark.slow
 def test_replay_as_of_leaves_current_analytics_untouched(nightly_run, dagbag, prepared_home):
-    from ingest.publish import as_of_target
+    from kap.publish import as_of_target
 
     assert str(nightly_run[0].state) == "success"
     current = prepared_home.analytics
@@ -241,9 +241,9 @@ def test_replay_as_of_leaves_current_analytics_untouched(nightly_run, dagbag, pr
 def test_critical_failure_stops_the_nightly_before_publish(nightly_run, dagbag, prepared_home,
                                                           small_landing, monkeypatch):
     """Only validate_marts really runs here (the rest is marked successful) and it fails."""
-    from ingest import pipeline
-    from ingest.quality import CriticalCheckFailed
-    from ingest.quality import ValidationOutcome
+    from kap import pipeline
+    from kap.quality import CriticalCheckFailed
+    from kap.quality import ValidationOutcome
 
     def failing(settings, stage, run_id, as_of=None):
         raise CriticalCheckFailed(ValidationOutcome(run_id, stage, "failed"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from ingest import transform
-from ingest.config import Settings
+from kap import transform
+from kap.settings import Settings
 
 MARTS = ("care_pathways", "pathway_transitions", "dosing_sessions", "therapy_sessions", "assessments",
          "patient_outcomes", "adherence_patient", "adherence_weekly", "dosing_safety", "clinic_daily",
@@ -14,12 +14,12 @@ MARTS = ("care_pathways", "pathway_transitions", "dosing_sessions", "therapy_ses
 
 @pytest.mark.slow
 def test_generated_clinic_builds_sane_marts(tmp_path):
-    from ingest.generator import generate
-    from ingest.loader import ingest_landing
+    from kap.generator import generate
+    from kap.pipeline import step_ingest
 
     settings = Settings.from_env(tmp_path / "home")
     generate(tmp_path / "landing", patients=200, days=365, seed=11, fault_rate=0.02)
-    ingest_landing(tmp_path / "landing", settings)
+    step_ingest(tmp_path / "landing", settings)
     transform.build(settings)
 
     con = duckdb.connect(str(settings.warehouse), read_only=True)

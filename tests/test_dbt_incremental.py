@@ -16,8 +16,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest import transform
-from ingest.config import Settings
+from kap import transform
+from kap.settings import Settings
 
 CLINIC = {"patients": 60, "days": 120, "seed": 23, "fault_rate": 0.02}
 AMENDMENT = re.compile(r"(\.0*[1-9]\d*\.ndjson$)|(_amendments\.)")
@@ -48,7 +48,7 @@ def split_into_nights(generated: Path, landing: Path, share: float = 0.7) -> Non
 
 def ingest(landing: Path, settings: Settings, nights: tuple[str, ...]) -> None:
     """Ingest the named drop folders (a landing view holding only them, like files arriving)."""
-    from ingest.loader import ingest_landing
+    from kap.pipeline import step_ingest
 
     view = landing.parent / "arrived"
     for night in nights:
@@ -56,7 +56,7 @@ def ingest(landing: Path, settings: Settings, nights: tuple[str, ...]) -> None:
             target = view / folder.parent.name / night
             if not target.exists():
                 shutil.copytree(folder, target)
-    summary = ingest_landing(view, settings, run_id=f"test-{'-'.join(nights)}")
+    summary = step_ingest(view, settings, run_id=f"test-{'-'.join(nights)}")
     assert not [f for f in summary.files if f.status == "failed"]
 
 
@@ -87,7 +87,7 @@ def compiled_run_sql(settings: Settings, model_path: str) -> str:
 
 @pytest.fixture(scope="module")
 def two_nights(tmp_path_factory) -> Path:
-    from ingest.generator import generate
+    from kap.generator import generate
 
     root = tmp_path_factory.mktemp("nights")
     generate(root / "generated", **CLINIC)

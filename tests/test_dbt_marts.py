@@ -1,4 +1,4 @@
-"""dbt marts on a small, hand-written event log (ingest.warehouse.ensure_schema + raw.events rows).
+"""dbt marts on a small, hand-written event log (kap.warehouse.ensure_schema + raw.events rows).
 
 One IV patient with an EHR EpisodeOfCare walks the whole pathway; one esketamine patient has no
 EpisodeOfCare (derived episode) and drops out; one patient is screened out. A dosing-log
@@ -14,9 +14,9 @@ import json
 import duckdb
 import pytest
 
-from ingest import transform
-from ingest.config import Settings
-from ingest.warehouse import writer
+from kap import transform
+from kap.settings import Settings
+from kap.warehouse import writer
 
 T = dt.datetime
 

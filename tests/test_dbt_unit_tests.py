@@ -1,9 +1,9 @@
 """The dbt unit tests (`unit_tests:` beside the models) run and pass, and there is one per rule."""
 from __future__ import annotations
 
-from ingest import transform
-from ingest.config import Settings
-from ingest.warehouse import writer
+from kap import transform
+from kap.settings import Settings
+from kap.warehouse import writer
 
 EXPECTED = {
     "current_events_resolve_latest_version_as_of",

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.config import PROJECT_ROOT
-from ingest.generated_docs import GENERATED
+from kap.settings import PROJECT_ROOT
+from kap.docs.generated import GENERATED
 
 
 @pytest.mark.parametrize("name", sorted(GENERATED))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.config import PROJECT_ROOT
-from ingest.generator import generate
+from kap.settings import PROJECT_ROOT
+from kap.generator import generate
 from ingest.reasons import RECORD_REASONS
 
 SMALL = {"patients": 60, "days": 120, "seed": 11}
@@ -124,7 +124,7 @@ def test_rerun_in_the_same_folder_removes_stale_reexports(tmp_path: Path) -> Non
 
 
 def test_large_bulk_files_are_split_into_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ingest.generator import core
+    from kap.generator import core
 
     whole = tmp_path / "whole"
     generate(whole, patients=30, days=60, seed=3)

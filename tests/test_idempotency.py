@@ -1,7 +1,7 @@
 """Idempotency and replay: the event log is the single source of truth.
 
 One generated clinic (module-scoped), one warehouse:
-1. `ingest.pipeline.run` (the nightly pipeline) -> snapshot A;
+1. `kap.pipeline.run` (the nightly pipeline) -> snapshot A;
 2. the same night again on the same landing folder -> snapshot B: no file re-read, no event added,
    the same event ids, byte-for-byte the same published tables;
 3. every derived schema (staging, intermediate, marts, dq) dropped from warehouse.duckdb, rebuilt
@@ -19,15 +19,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.config import Settings
-from ingest.generator import generate
+from kap.settings import Settings
+from kap.generator import generate
 
-pytest.importorskip("ingest.transform", reason="ingest.transform (dbt build) is missing")
-pytest.importorskip("ingest.publish", reason="ingest.publish is missing")
-pytest.importorskip("ingest.quality", reason="ingest.quality is missing")
+pytest.importorskip("kap.transform", reason="kap.transform (dbt build) is missing")
+pytest.importorskip("kap.publish", reason="kap.publish is missing")
+pytest.importorskip("kap.quality", reason="kap.quality is missing")
 
-from ingest import pipeline  # noqa: E402
-from ingest.quality.targets import MART_TABLES  # noqa: E402
+from kap import pipeline  # noqa: E402
+from kap.quality.targets import MART_TABLES  # noqa: E402
 
 CLINIC = {"patients": 30, "days": 90, "seed": 515, "fault_rate": 0.02}
 KEEP_SCHEMAS = {"raw", "restricted", "main", "information_schema", "pg_catalog"}

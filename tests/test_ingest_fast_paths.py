@@ -7,8 +7,8 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.config import Settings
-from ingest.loader import ingest_landing
+from kap.settings import Settings
+from kap.pipeline import step_ingest
 from ingest.sources import fhir
 
 FIX = Path(__file__).parent / "fixtures" / "ingest"
@@ -42,7 +42,7 @@ def test_types_from_file_name_do_not_change_results(tmp_path):
     """Every EHR file renamed so its name says nothing (all types planned) vs. named by type, and
     each file's lines put under a wrong type's name (the retry path): same events, same quarantine."""
     named = Settings.from_env(tmp_path / "named")
-    ingest_landing(LANDING, named)
+    step_ingest(LANDING, named)
 
     anon = tmp_path / "anon"
     wrong = tmp_path / "wrong"
@@ -57,7 +57,7 @@ def test_types_from_file_name_do_not_change_results(tmp_path):
     results = {}
     for name, landing in (("anon", anon), ("wrong", wrong)):
         s = Settings.from_env(tmp_path / f"home_{name}")
-        assert ingest_landing(landing, s).ok
+        assert step_ingest(landing, s).ok
         results[name] = s
     strip = lambda rows: sorted(r[:-1] for r in rows)   # noqa: E731  (paths differ)
     base_e, base_q = strip(_rows(named, _EVENTS)), strip(_rows(named, _QUAR))
@@ -71,14 +71,14 @@ def test_reingest_adds_no_duplicate_event_ids(tmp_path):
     """raw.events has no PRIMARY KEY: the loader alone keeps event_id unique. The same records
     re-exported in new files (new sha256) become duplicates, never second events."""
     s = Settings.from_env(tmp_path / "home")
-    first = ingest_landing(LANDING, s)
+    first = step_ingest(LANDING, s)
     again = tmp_path / "again"
     shutil.copytree(LANDING, again)
     for p in sorted(again.rglob("*")):
         if p.is_file():
             with open(p, "ab") as f:         # a trailing newline: new bytes, same records
                 f.write(b"\n")
-    second = ingest_landing(again, s)
+    second = step_ingest(again, s)
     assert second.totals["files_ingested"] == first.totals["files_ingested"]
     assert second.totals["events_added"] == 0
     assert second.totals["records_duplicate"] > 0

@@ -1,4 +1,4 @@
-"""Ingest a generated clinic (ingest.generator): reconciliation, fault codes, privacy, re-runs."""
+"""Ingest a generated clinic (kap.generator): reconciliation, fault codes, privacy, re-runs."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.config import Settings
-from ingest.loader import ingest_landing
+from kap.settings import Settings
+from kap.pipeline import step_ingest
 from ingest.reasons import RECORD_REASONS
 
-generator = pytest.importorskip("ingest.generator")
+generator = pytest.importorskip("kap.generator")
 from test_ingest_loader import assert_no_identifiers, identifiers_in  # noqa: E402
 
 
@@ -20,7 +20,7 @@ def generated(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen") / "landing"
     info = generator.generate(out, patients=40, days=120, seed=3, fault_rate=0.05)
     s = Settings.from_env(tmp_path_factory.mktemp("genhome") / "home")
-    return out, info, s, ingest_landing(out, s)
+    return out, info, s, step_ingest(out, s)
 
 
 def test_generated_landing_reconciles(generated):
@@ -49,6 +49,6 @@ def test_generated_identifiers_never_stored(generated):
 
 def test_generated_rerun_adds_nothing(generated):
     out, _, s, _ = generated
-    again = ingest_landing(out, s)
+    again = step_ingest(out, s)
     assert again.totals["events_added"] == 0 and again.totals["files_skipped"] == len(again.files)
     assert json.loads(json.dumps(again.to_dict()))["totals"]["files_skipped"] == len(again.files)

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.config import Settings
-from ingest.loader import ingest_landing
+from kap.settings import Settings
+from kap.pipeline import step_ingest
 
 HL7 = Path(__file__).parent / "fixtures" / "hl7_examples"
 
 
 def test_hl7_examples_ingest_and_reconcile(tmp_path):
     s = Settings.from_env(tmp_path / "home")
-    r = ingest_landing(HL7, s)
+    r = step_ingest(HL7, s)
     assert r.ok, [f.detail for f in r.files if f.status == "failed"]
     assert all(f.status == "ingested" for f in r.files)
     t = r.totals

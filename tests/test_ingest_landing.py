@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 
 from ingest import landing
-from ingest.config import Settings
-from ingest.loader import ingest_landing
+from kap.settings import Settings
+from kap.pipeline import step_ingest
 
 FIX = Path(__file__).parent / "fixtures" / "ingest" / "landing"
 OBS = FIX / "ehr" / "2025-06-01" / "Observation.000.ndjson"
@@ -60,7 +60,7 @@ def test_file_level_rejections(tmp_path):
     (dosing / "HeaderOnly.csv").write_text((FIX / "dosing" / "2025-06-01" / "dosing.000.csv")
                                            .read_text(encoding="utf-8-sig").splitlines()[0] + "\n")
     s = Settings.from_env(tmp_path / "home")
-    r = ingest_landing(land, s)
+    r = step_ingest(land, s)
     by = {f.path: f for f in r.files}
     assert r.ok
     assert by["ehr/Empty.ndjson"].reject_reason == "empty_file"
@@ -79,7 +79,7 @@ def test_file_level_rejections(tmp_path):
     for path in ("ehr/Empty.ndjson", "ehr/Zipped.ndjson", "ehr/Escape.ndjson", "dosing/NoCols.csv"):
         assert stored[path][0] == "rejected" and stored[path][2] == 0
     # rejected files are not retried
-    again = ingest_landing(land, s)
+    again = step_ingest(land, s)
     assert again.totals["files_skipped"] == len(again.files)
 
 
@@ -97,11 +97,11 @@ def test_unstable_file_is_not_recorded_and_retried(tmp_path, monkeypatch):
         return landing.FileStat(st.size + calls["n"], st.mtime_ns)
 
     monkeypatch.setattr(landing.FileStat, "of", staticmethod(growing))
-    r = ingest_landing(land.parent, s)
+    r = step_ingest(land.parent, s)
     assert (r.files[0].status, r.files[0].reject_reason) == ("unstable", "unstable_file")
     assert _files(s) == {}
     monkeypatch.undo()
-    r = ingest_landing(land.parent, s)
+    r = step_ingest(land.parent, s)
     assert r.files[0].status == "ingested" and r.files[0].records_accepted == 3
 
 
@@ -112,7 +112,7 @@ def test_bom_crlf_blank_lines_and_line_numbers(tmp_path):
     (land / "Patient.000.ndjson").write_bytes(
         ("\ufeff" + lines[0] + "\r\n\r\n" + lines[1] + "\r\n   \r\n{broken\r\n" + lines[2]).encode())
     s = Settings.from_env(tmp_path / "home")
-    f = ingest_landing(land.parent, s).files[0]
+    f = step_ingest(land.parent, s).files[0]
     assert (f.records_read, f.records_accepted, f.records_quarantined) == (4, 3, 1)
     con = duckdb.connect(str(s.warehouse), read_only=True)
     assert con.execute("SELECT line_number, reason_code FROM raw.quarantine").fetchall() == [(5, "unparseable")]

@@ -9,8 +9,8 @@ import duckdb
 import pytest
 
 from ingest import loader
-from ingest.config import Settings
-from ingest.loader import ingest_landing
+from kap.settings import Settings
+from kap.pipeline import step_ingest
 
 FIX = Path(__file__).parent / "fixtures" / "ingest"
 LANDING = FIX / "landing"
@@ -25,7 +25,7 @@ def _settings(tmp_path: Path, name: str = "home") -> Settings:
 def ingested(tmp_path_factory) -> tuple[Settings, object]:
     """The fixture drop ingested once per module (ingest is ~0.3 s per file); copy before mutating."""
     s = Settings.from_env(tmp_path_factory.mktemp("ingested") / "home")
-    return s, ingest_landing(LANDING, s)
+    return s, step_ingest(LANDING, s)
 
 
 def _copy(ingested, tmp_path: Path) -> Settings:
@@ -86,7 +86,7 @@ def test_reingest_same_drop_adds_nothing(ingested, tmp_path):
     s = _copy(ingested, tmp_path)
     first = ingested[1]
     n = _q(s, "SELECT count(*) FROM raw.events")[0][0]
-    second = ingest_landing(LANDING, s)
+    second = step_ingest(LANDING, s)
     assert first.totals["events_added"] == n > 0
     assert second.totals["events_added"] == 0
     assert second.totals["files_skipped"] == len(second.files)
@@ -100,7 +100,7 @@ def test_same_content_under_new_name_counts_duplicates(ingested, tmp_path):
     # same records, different bytes (one extra blank line) -> new file, every record a duplicate
     src = (LANDING / "ehr" / "2025-06-01" / "Observation.000.ndjson").read_text()
     (land2 / "Observation.000.ndjson").write_text(src + "\n")
-    r = ingest_landing(land2.parent, s)
+    r = step_ingest(land2.parent, s)
     f = r.files[0]
     assert (f.records_read, f.records_duplicate, f.events_added) == (7, 7, 0)
 
@@ -108,7 +108,7 @@ def test_same_content_under_new_name_counts_duplicates(ingested, tmp_path):
 def test_reexport_with_corrections_and_retraction_adds_four(ingested, tmp_path):
     s = _copy(ingested, tmp_path)
     before = _q(s, "SELECT count(*) FROM raw.events")[0][0]
-    r = ingest_landing(REEXPORT, s)
+    r = step_ingest(REEXPORT, s)
     assert r.totals["events_added"] == 4
     assert r.totals["records_duplicate"] == 1
     assert _q(s, "SELECT count(*) FROM raw.events")[0][0] == before + 4
@@ -134,7 +134,7 @@ def test_corrections_in_dosing_and_notes(ingested, tmp_path):
     row.update(dosing_id="d-1", patient_mrn="MRN-700001", recorded_at="2025-05-05T12:00:00-07:00",
                amended_at="2025-05-09T08:00:00-07:00", is_void="true")
     (land / "void.csv").write_text(header + "\n" + ",".join(row[c] for c in cols) + "\n")
-    r = ingest_landing(land.parent, s)
+    r = step_ingest(land.parent, s)
     assert r.totals["events_added"] == 1
     assert _q(s, "SELECT event_type, payload->>'$.reason' FROM raw.events WHERE source = 'dosing' "
                  "AND source_record_id = 'd-1' ORDER BY recorded_at DESC LIMIT 1") == [("record_retracted", "void")]
@@ -152,8 +152,8 @@ def test_patient_keys_are_random_not_derived(tmp_path):
     patients = tmp_path / "patients" / "ehr"
     patients.mkdir(parents=True)
     shutil.copy(LANDING / "ehr" / "2025-06-01" / "Patient.000.ndjson", patients)
-    ingest_landing(patients.parent, a)
-    ingest_landing(patients.parent, b)
+    step_ingest(patients.parent, a)
+    step_ingest(patients.parent, b)
     ka = dict(((s, v), k) for k, s, v in _q(a, "SELECT patient_key, id_system, id_value FROM restricted.patient_keys"))
     kb = dict(((s, v), k) for k, s, v in _q(b, "SELECT patient_key, id_system, id_value FROM restricted.patient_keys"))
     assert set(ka) == set(kb) == {("fhir", "p-0001"), ("fhir", "p-0002"), ("fhir", "p-0003"),
@@ -180,18 +180,18 @@ def test_crash_mid_transaction_leaves_nothing(tmp_path, monkeypatch):
         raise RuntimeError("killed after the events were inserted")
 
     monkeypatch.setattr(loader, "_write_quarantine", boom)
-    r = ingest_landing(land, s)
+    r = step_ingest(land, s)
     assert all(f.status == "failed" for f in r.files)
     assert _q(s, "SELECT count(*) FROM raw.events")[0][0] == 0
     assert _q(s, "SELECT count(*) FROM raw.ingest_files")[0][0] == 0
     assert _q(s, "SELECT count(*) FROM restricted.patient_keys")[0][0] == 0
     # also when ingest_file is called directly: it re-raises after the rollback
-    from ingest import warehouse
+    from kap import warehouse
     with warehouse.writer(s) as con, pytest.raises(RuntimeError):
         loader.ingest_file(con, land, land / "ehr" / "2025-06-01" / "Patient.000.ndjson", "ehr", "t",
                            loader._utcnow())
     monkeypatch.undo()
-    r = ingest_landing(land, s)          # the next run ingests everything, once
+    r = step_ingest(land, s)          # the next run ingests everything, once
     assert r.ok and r.totals["files_ingested"] == 4
     assert _q(s, "SELECT count(*) FROM raw.events")[0][0] == r.totals["events_added"] == 3 + 7 + 4 + 3
 
@@ -257,7 +257,7 @@ def test_no_direct_identifiers_in_events_or_quarantine(tmp_path):
         json.dumps(n0)[:150],                                     # unparseable, text cut off
     ]) + "\n")
     s = _settings(tmp_path)
-    r = ingest_landing(land, s)
+    r = step_ingest(land, s)
     assert r.ok and r.totals["records_quarantined"] >= 6
     ids = identifiers_in(land)
     assert {"Quackenbush", "MRN-700001", "555-31-0001", "+1-555-0101", "12 Wisteria Lane"} <= ids
@@ -273,7 +273,7 @@ def test_ingesting_one_source_at_a_time_equals_one_pass(ingested, tmp_path):
     # the nightly DAG ingests ehr, then dosing and notes, as separate tasks
     _, whole = ingested
     s = _settings(tmp_path, "by_source")
-    parts = [ingest_landing(LANDING, s, sources=[source]) for source in ("ehr", "dosing", "notes")]
+    parts = [step_ingest(LANDING, s, sources=[source]) for source in ("ehr", "dosing", "notes")]
     assert [{f.source for f in part.files} for part in parts] == [{"ehr"}, {"dosing"}, {"notes"}]
     assert sorted((f.path, f.status, f.records_accepted, f.records_quarantined)
                   for part in parts for f in part.files) == \

@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.config import Settings
-from ingest.loader import ingest_landing
+from kap.settings import Settings
+from kap.pipeline import step_ingest
 from ingest.reasons import RECORD_REASONS
 
 FIX = Path(__file__).parent / "fixtures" / "ingest" / "landing"
@@ -119,7 +119,7 @@ def base(tmp_path_factory) -> Settings:
         (land / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(FIX / rel, land / rel)
     s = Settings.from_env(tmp_path_factory.mktemp("base") / "home")
-    assert ingest_landing(land, s).ok
+    assert step_ingest(land, s).ok
     return s
 
 
@@ -131,7 +131,7 @@ def test_reason_code(base, tmp_path, case_id, source, name, lines, expected):
     land.mkdir(parents=True)
     data = b"".join((ln if isinstance(ln, bytes) else ln.encode()) + b"\n" for ln in lines)
     (land / name).write_bytes(data)
-    r = ingest_landing(land.parent, s)
+    r = step_ingest(land.parent, s)
     f = r.files[0]
     assert f.status == "ingested", f
     assert f.records_read == f.records_accepted + f.records_quarantined + f.records_duplicate + f.records_ignored

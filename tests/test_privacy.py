@@ -1,7 +1,7 @@
 """Privacy at the boundary (DOMAIN.md section 6), proven on a generated clinic.
 
 One clinic (60 patients x 120 days, 2 % faults) is generated and run through the whole pipeline
-(`ingest.pipeline.run`) once per module. Every direct identifier and every note sentence is read
+(`kap.pipeline.run`) once per module. Every direct identifier and every note sentence is read
 back from the generated landing files, then searched for:
 
 - in raw.events payloads and in every text/JSON column of every table of analytics.duckdb:
@@ -27,8 +27,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.config import Settings
-from ingest.generator import generate
+from kap.settings import Settings
+from kap.generator import generate
 
 CLINIC = {"patients": 60, "days": 120, "seed": 4242, "fault_rate": 0.02}
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n")
@@ -112,11 +112,11 @@ def ids(landing) -> dict[str, set[str]]:
 @pytest.fixture(scope="module")
 def ingested(landing, tmp_path_factory) -> Settings:
     """Ingest only (raw.events, raw.quarantine, restricted.patient_keys)."""
-    from ingest.loader import ingest_landing
+    from kap.pipeline import step_ingest
 
     logging.getLogger("ingest.loader").setLevel(logging.CRITICAL)
     settings = Settings(home=tmp_path_factory.mktemp("privacy_ingest").resolve()).ensure_dirs()
-    summary = ingest_landing(landing, settings)
+    summary = step_ingest(landing, settings)
     assert summary.ok and summary.totals["events_added"] > 1000
     return settings
 
@@ -124,10 +124,10 @@ def ingested(landing, tmp_path_factory) -> Settings:
 @pytest.fixture(scope="module")
 def published(landing, tmp_path_factory) -> Settings:
     """The whole nightly pipeline: ingest, checks, dbt build, publish."""
-    pytest.importorskip("ingest.transform", reason="ingest.transform (dbt build) is missing")
-    pytest.importorskip("ingest.publish", reason="ingest.publish is missing")
-    pytest.importorskip("ingest.quality", reason="ingest.quality is missing")
-    from ingest.pipeline import run
+    pytest.importorskip("kap.transform", reason="kap.transform (dbt build) is missing")
+    pytest.importorskip("kap.publish", reason="kap.publish is missing")
+    pytest.importorskip("kap.quality", reason="kap.quality is missing")
+    from kap.pipeline import run
 
     settings = Settings(home=tmp_path_factory.mktemp("privacy_run").resolve()).ensure_dirs()
     summary = run(landing, settings, progress=lambda msg: None)
@@ -206,7 +206,7 @@ def test_quarantine_holds_no_note_text(ingested, ids):
 def test_patient_keys_are_random(landing, ingested, tmp_path):
     """Surrogate keys are not derived from the person's data: not a hash of the MRN or Patient.id,
     and a second fresh warehouse ingesting the same export gets different keys."""
-    from ingest.loader import ingest_landing
+    from kap.pipeline import step_ingest
 
     con = _connect(ingested.warehouse)
     try:
@@ -221,7 +221,7 @@ def test_patient_keys_are_random(landing, ingested, tmp_path):
     for p in (landing / "ehr").glob("Patient.*.ndjson"):
         (drop / "ehr" / p.name).write_bytes(p.read_bytes())
     other = Settings(home=(tmp_path / "home2").resolve())
-    ingest_landing(drop, other)
+    step_ingest(drop, other)
     con = _connect(other.warehouse)
     try:
         second = {(s, v): k for s, v, k in con.execute(

@@ -12,10 +12,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.publish import PublishRefused, as_of_target, publish
-from ingest.quality.targets import MART_TABLES
-from ingest.summary import describe
-from ingest.warehouse import writer
+from kap.publish import PublishRefused, as_of_target, publish
+from kap.quality.targets import MART_TABLES
+from kap.summary import describe
+from kap.warehouse import writer
 from test_quality_data import good_marts
 
 
@@ -87,7 +87,7 @@ def test_an_identifier_column_in_a_mart_blocks_publishing(warehouse_with_marts):
 
 def test_summary_reports_figures_and_dq(warehouse_with_marts):
     settings = warehouse_with_marts
-    from ingest.quality import validate
+    from kap.quality import validate
 
     validate(settings, "marts", "run-1", as_of="2025-06-01 00:00:00")
     publish(settings, run_id="run-1")

@@ -6,9 +6,9 @@ import csv
 
 import pytest
 
-from ingest.config import EXPECTATIONS_DIR
-from ingest.quality import CatalogueError, load_catalogue
-from ingest.quality.runner import run_check, run_checks
+from kap.settings import EXPECTATIONS_DIR
+from kap.quality import CatalogueError, load_catalogue
+from kap.quality.runner import run_check, run_checks
 from test_quality_data import (NOW, RUN, break_landing, break_marts, good_landing, good_marts,
                                memory_warehouse)
 

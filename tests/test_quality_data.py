@@ -2,7 +2,7 @@
 catalogue row, the smallest change that makes exactly that check fail.
 
 Used by test_quality_catalogue.py, test_quality_gate.py and test_publish.py. The raw tables are
-created here *without* their keys and NOT NULL constraints (before ingest.warehouse.ensure_schema,
+created here *without* their keys and NOT NULL constraints (before kap.warehouse.ensure_schema,
 whose CREATE IF NOT EXISTS then keeps them), so the checks that guard what the constraints also
 guard (a duplicate or missing event_id) can be shown to fail too.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import duckdb
 
-from ingest.quality.catalogue import Check
-from ingest.quality.targets import LANDING_VIEWS
+from kap.quality.catalogue import Check
+from kap.quality.targets import LANDING_VIEWS
 
 RUN = "run-under-test"
 EARLIER_RUNS = ("run-earlier-1", "run-earlier-2")
@@ -113,7 +113,7 @@ GOOD_PAYLOADS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 def create_raw(con) -> None:
     con.execute(RAW_DDL)
-    from ingest.warehouse import ensure_schema
+    from kap.warehouse import ensure_schema
 
     ensure_schema(con)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest import pipeline
-from ingest.config import Settings
-from ingest.quality import CriticalCheckFailed, validate
-from ingest.quality.targets import LANDING_VIEWS, bind, relation_sql
-from ingest.warehouse import writer
+from kap import pipeline
+from kap.settings import Settings
+from kap.quality import CriticalCheckFailed, validate
+from kap.quality.targets import LANDING_VIEWS, bind, relation_sql
+from kap.warehouse import writer
 from test_quality_data import good_marts
 
 

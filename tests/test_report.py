@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import run
-from ingest.report import SMALL_CELL, suppress
+from kap.pipeline import run
+from kap.report import SMALL_CELL, suppress
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -26,7 +26,7 @@ def _require_chromium() -> str:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, small_landing) -> Path:
-    from ingest.config import Settings
+    from kap.settings import Settings
 
     settings = Settings(home=tmp_path_factory.mktemp("report_home")).ensure_dirs()
     summary = run(small_landing, settings, run_id="report-test")

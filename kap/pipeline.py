@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ingest.config import Settings
-from ingest.warehouse import writer_lock
+from kap.settings import Settings
+from kap.warehouse import writer_lock
 
 log = logging.getLogger(__name__)
 
@@ -33,34 +33,37 @@ class RunSummary:
     report: Path | None = None
 
 
-def step_ingest(landing: Path, settings: Settings, run_id: str, progress: Progress | None = None,
-                sources: list[str] | None = None):
+def step_ingest(landing: Path, settings: Settings, run_id: str | None = None,
+                progress: Progress | None = None, sources: list[str] | None = None):
+    """The ingest library (ingest.loader) on the warehouse, as its single writer."""
     from ingest.loader import ingest_landing
+    from kap.warehouse import writer
 
-    return ingest_landing(Path(landing), settings, run_id=run_id, progress=progress, sources=sources)
+    with writer(settings) as con:
+        return ingest_landing(con, Path(landing), run_id=run_id, progress=progress, sources=sources)
 
 
 def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None = None):
-    from ingest.quality import validate
+    from kap.quality import validate
 
     return validate(settings, stage=stage, run_id=run_id, as_of=as_of)
 
 
 def step_build(settings: Settings, as_of: str | None = None, full_refresh: bool = False):
-    from ingest.transform import build
+    from kap.transform import build
 
     return build(settings, as_of=as_of, full_refresh=full_refresh)
 
 
 def step_publish(settings: Settings, run_id: str, as_of: str | None = None, target: Path | None = None) -> Path:
-    from ingest.publish import publish
+    from kap.publish import publish
 
     return publish(settings, run_id=run_id, as_of=as_of, target=target)
 
 
 def step_report(settings: Settings, run_id: str) -> Path | None:
     try:
-        from ingest.report import write_run_report
+        from kap.report import write_run_report
     except ImportError:  # the run report is optional until it exists
         return None
     return write_run_report(settings, run_id=run_id)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.config import Settings
+from kap.settings import Settings
 
 
 def _tables(con) -> set[str]:

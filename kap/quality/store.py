@@ -8,7 +8,7 @@ import json
 
 import duckdb
 
-from ingest.quality.runner import CheckResult
+from kap.quality.runner import CheckResult
 
 DQ_SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS dq;

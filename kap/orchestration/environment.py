@@ -1,6 +1,6 @@
 """The Airflow environment of this project: AIRFLOW_HOME inside KAP_HOME, our DAGs, no examples.
 
-`kap airflow ...` (ingest.cli) calls `prepare` and then execs the `airflow` CLI with
+`kap airflow ...` (kap.cli) calls `prepare` and then execs the `airflow` CLI with
 `airflow_environ`; the tests call `apply` before they import Airflow. Nothing here imports Airflow
 at module level: configuration must be in the environment before the first `import airflow`.
 """
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ingest.config import DAGS_DIR, DBT_PROJECT_DIR, Settings
+from kap.settings import DAGS_DIR, DBT_PROJECT_DIR, Settings
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def ensure_metadata_db(settings: Settings) -> None:
     log.info("migrating the Airflow metadata DB in %s and creating pool %s", settings.airflow_home, POOL)
     env = {**os.environ, **airflow_environ(settings)}
     # A child process: this process may already have imported Airflow with other settings.
-    subprocess.run([sys.executable, "-c", "from ingest.airflow_env import _bootstrap; _bootstrap()"],
+    subprocess.run([sys.executable, "-c", "from kap.orchestration.environment import _bootstrap; _bootstrap()"],
                    env=env, check=True)
     (settings.airflow_home / _MARKER).write_text(
         json.dumps({"airflow": _airflow_version(), "pool": [POOL, POOL_SLOTS]}))
@@ -144,7 +144,7 @@ def ensure_manifest(settings: Settings) -> Path:
     if manifest_is_current(settings):
         return manifest
     try:
-        from ingest.transform import parse
+        from kap.transform import parse
     except ImportError as missing:
         raise RuntimeError(f"cannot write the dbt manifest: {missing}") from missing
     log.info("parsing the dbt project into %s", manifest)

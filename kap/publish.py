@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 
 from ingest import crashpoints
-from ingest.config import Settings
-from ingest.quality.targets import MART_TABLES
-from ingest.warehouse import path_for_sql, writer
+from kap.settings import Settings
+from kap.quality.targets import MART_TABLES
+from kap.warehouse import path_for_sql, writer
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ingest.quality.catalogue import load_catalogue
+from kap.quality.catalogue import load_catalogue
 
 INTRO = """# Data quality: what guards what
 
@@ -28,7 +28,7 @@ reproducible: "now" inside a check is the `as_of` of the build or the run's inge
 the wall clock. Every run writes an offline HTML report to `KAP_HOME/dq/` (`latest.html`).
 
 To add a check, add a row to `expectations/checks.csv` (the columns are described in
-`ingest/quality/catalogue.py`), then `kap docs`; the test suite makes every check fail once on
+`kap/quality/catalogue.py`), then `kap docs`; the test suite makes every check fail once on
 purpose.
 """
 

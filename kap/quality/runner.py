@@ -15,8 +15,8 @@ from typing import Any
 
 import duckdb
 
-from ingest.quality.catalogue import Check
-from ingest.quality.targets import (LANDING_VIEWS, MART_KEYS, bind, location, mart_table,
+from kap.quality.catalogue import Check
+from kap.quality.targets import (LANDING_VIEWS, MART_KEYS, bind, location, mart_table,
                                     relation_sql)
 
 log = logging.getLogger(__name__)

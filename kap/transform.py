@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ingest import crashpoints
-from ingest.config import DBT_PROJECT_DIR, Settings
-from ingest.warehouse import writer_lock
+from kap.settings import DBT_PROJECT_DIR, Settings
+from kap.warehouse import writer_lock
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ def _reasons() -> str:
 
 
 def _quality() -> str:
-    from ingest.quality.docs import render_markdown
+    from kap.quality.docs import render_markdown
 
     return render_markdown()
 
 
 def _tables() -> str:
-    from ingest.config import DBT_PROJECT_DIR
-    from ingest.dictionary import render_markdown
+    from kap.settings import DBT_PROJECT_DIR
+    from kap.docs.dictionary import render_markdown
 
     return render_markdown(DBT_PROJECT_DIR)
 

@@ -3,7 +3,7 @@ Expectations on data read from the warehouse; results in dq.*, an offline HTML r
 
 Nothing heavy is imported here: Great Expectations loads on the first check that runs.
 """
-from ingest.quality.catalogue import Check, CatalogueError, load_catalogue
-from ingest.quality.core import CriticalCheckFailed, ValidationOutcome, validate
+from kap.quality.catalogue import Check, CatalogueError, load_catalogue
+from kap.quality.core import CriticalCheckFailed, ValidationOutcome, validate
 
 __all__ = ["Check", "CatalogueError", "CriticalCheckFailed", "ValidationOutcome", "load_catalogue", "validate"]

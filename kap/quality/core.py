@@ -8,11 +8,11 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.config import Settings
-from ingest.quality.catalogue import STAGES, Check, load_catalogue
-from ingest.quality.report import safe_name, write_report
-from ingest.quality.runner import CheckResult, run_checks
-from ingest.quality.store import ensure_dq_schema, results_for_run, store_results
+from kap.settings import Settings
+from kap.quality.catalogue import STAGES, Check, load_catalogue
+from kap.quality.report import safe_name, write_report
+from kap.quality.runner import CheckResult, run_checks
+from kap.quality.store import ensure_dq_schema, results_for_run, store_results
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def validate(settings: Settings, stage: str, run_id: str, as_of: str | None = No
 
     Raises CriticalCheckFailed (after storing) when a critical check failed.
     """
-    from ingest.warehouse import writer
+    from kap.warehouse import writer
 
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")

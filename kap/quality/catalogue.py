@@ -21,7 +21,7 @@ import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ingest.config import EXPECTATIONS_DIR
+from kap.settings import EXPECTATIONS_DIR
 
 CATALOGUE_PATH = EXPECTATIONS_DIR / "checks.csv"
 
@@ -114,7 +114,7 @@ def load_catalogue(path: Path | None = None, stage: str | None = None) -> list[C
         if check.check_id in seen:
             raise CatalogueError(f"checks.csv: duplicate check_id {check.check_id}")
         seen.add(check.check_id)
-    from ingest.quality.targets import LANDING_VIEWS
+    from kap.quality.targets import LANDING_VIEWS
 
     for check in checks:
         if check.stage == "landing" and check.target.split(".", 1)[1] not in LANDING_VIEWS:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.config import Settings
+from kap.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ingest.config import Settings
+from kap.settings import Settings
 
 HOME_HELP = "Pipeline home (default: $KAP_HOME, else var/ in the project root)."
 
@@ -46,7 +46,7 @@ class KapGroup(click.Group):
     """Turns the errors a user can act on into one clear line instead of a traceback."""
 
     def invoke(self, ctx):
-        from ingest.warehouse import WarehouseBusy
+        from kap.warehouse import WarehouseBusy
 
         try:
             return super().invoke(ctx)
@@ -74,7 +74,7 @@ def main(verbose: bool) -> None:
               help="First day of clinic activity.")
 def generate(out: Path, patients: int, days: int, seed: int, fault_rate: float, start: dt.datetime) -> None:
     """Write a seeded sample clinic network: FHIR R4 bulk NDJSON, a dosing log CSV, therapy notes JSONL."""
-    from ingest.generator import generate as run_generate
+    from kap.generator import generate as run_generate
 
     with click.progressbar(length=patients, label="simulating patients", file=sys.stderr) as bar:
         summary = run_generate(out, patients=patients, days=days, seed=seed, fault_rate=fault_rate,
@@ -87,7 +87,7 @@ def generate(out: Path, patients: int, days: int, seed: int, fault_rate: float, 
 @home_option
 def ingest(landing: Path, home: str | None) -> None:
     """Ingest new files of a landing folder (ehr/, dosing/, notes/) into the event log, exactly once."""
-    from ingest.pipeline import new_run_id, step_ingest
+    from kap.pipeline import new_run_id, step_ingest
 
     settings = _settings(home)
     summary = step_ingest(landing, settings, new_run_id(), progress=lambda msg: click.echo(msg, err=True))
@@ -110,7 +110,7 @@ def _fail_on_failed_files(ingest_summary) -> None:
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
 def build(home: str | None, as_of: str | None, full_refresh: bool) -> None:
     """Build staging, intermediate and mart tables with dbt from the event log."""
-    from ingest.pipeline import step_build
+    from kap.pipeline import step_build
 
     step_build(_settings(home), as_of=_as_of(as_of), full_refresh=full_refresh)
     click.echo("dbt build finished")
@@ -123,8 +123,8 @@ def build(home: str | None, as_of: str | None, full_refresh: bool) -> None:
 @as_of_option
 def validate(home: str | None, stage: str, as_of: str | None) -> None:
     """Run the data-quality checks; exit 1 when a critical check fails."""
-    from ingest.pipeline import new_run_id, step_validate
-    from ingest.quality import CriticalCheckFailed
+    from kap.pipeline import new_run_id, step_validate
+    from kap.quality import CriticalCheckFailed
 
     settings, run_id = _settings(home), new_run_id()
     stages = ["landing", "marts"] if stage == "all" else [stage]
@@ -143,7 +143,7 @@ def validate(home: str | None, stage: str, as_of: str | None) -> None:
               help="Write here instead of KAP_HOME/analytics.duckdb.")
 def publish(home: str | None, as_of: str | None, target: Path | None) -> None:
     """Publish the marts to analytics.duckdb atomically (readers see the old or the new file)."""
-    from ingest.pipeline import new_run_id, step_publish
+    from kap.pipeline import new_run_id, step_publish
 
     path = step_publish(_settings(home), new_run_id(), _as_of(as_of), target)
     click.echo(f"published {path}")
@@ -156,8 +156,8 @@ def publish(home: str | None, as_of: str | None, target: Path | None) -> None:
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
 def run(landing: Path, home: str | None, as_of: str | None, full_refresh: bool) -> None:
     """The whole nightly pipeline without Airflow: ingest, check, build, check, publish, report."""
-    from ingest.pipeline import run as run_pipeline
-    from ingest.quality import CriticalCheckFailed
+    from kap.pipeline import run as run_pipeline
+    from kap.quality import CriticalCheckFailed
 
     settings = _settings(home)
     try:
@@ -175,7 +175,7 @@ def run(landing: Path, home: str | None, as_of: str | None, full_refresh: bool) 
 @home_option
 def summary(home: str | None) -> None:
     """Print what the published analytics.duckdb holds: patients, episodes, doses, headline figures."""
-    from ingest.summary import describe
+    from kap.summary import describe
 
     click.echo(describe(_settings(home)))
 
@@ -185,8 +185,8 @@ def summary(home: str | None) -> None:
               help="Folder to write (default: docs/ in the project root).")
 def docs(out: Path | None) -> None:
     """Regenerate the docs rendered from code: event catalogue, reason codes, checks, table dictionary."""
-    from ingest.config import PROJECT_ROOT
-    from ingest.generated_docs import write_all
+    from kap.settings import PROJECT_ROOT
+    from kap.docs.generated import write_all
 
     for path in write_all(out or PROJECT_ROOT / "docs"):
         click.echo(f"wrote {path}")
@@ -200,7 +200,7 @@ def airflow(home: str | None, args: tuple[str, ...]) -> None:
 
     Example: kap airflow dags test kap_nightly
     """
-    from ingest.airflow_env import airflow_environ, prepare
+    from kap.orchestration.environment import airflow_environ, prepare
 
     settings = _settings(home)
     env = {**os.environ, **airflow_environ(settings)}

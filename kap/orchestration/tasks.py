@@ -1,7 +1,7 @@
 """What the Airflow DAGs run: task callables and the Cosmos task-group factory.
 
 The DAG files in dags/ only declare tasks; the work is here, calling the same step functions as
-`kap run` (ingest.pipeline). This module imports no Airflow, Cosmos, dbt or GX at import time
+`kap run` (kap.pipeline). This module imports no Airflow, Cosmos, dbt or GX at import time
 (the DAG processor imports it on every parse); each callable imports what it needs.
 
 Every callable takes its inputs as keyword arguments named like Airflow's context keys
@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ingest.airflow_env import POOL, manifest_path
-from ingest.config import DBT_PROJECT_DIR, Settings
+from kap.orchestration.environment import POOL, manifest_path
+from kap.settings import DBT_PROJECT_DIR, Settings
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def find_pending(landing: Path, settings: Settings) -> Pending:
     night rebuilds and publishes even when no new file arrived.
     """
     from ingest import landing as landing_files
-    from ingest.warehouse import connect, writer_lock
+    from kap.warehouse import connect, writer_lock
 
     found = landing_files.discover(landing)
     with writer_lock(settings):
@@ -224,13 +224,13 @@ def discover(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any
 
 
 # ---------------------------------------------------------------------------------------------
-# The pipeline steps (ingest.pipeline), wrapped for Airflow.
+# The pipeline steps (kap.pipeline), wrapped for Airflow.
 
 def ingest(params: Mapping[str, Any] | None = None, run_id: str = "", source: str | None = None,
            **_: Any) -> Any:
     """Load the landing folder's new files of one source (or all) into raw.events, exactly once per file."""
-    from ingest.pipeline import new_run_id, step_ingest
-    from ingest.warehouse import writer_lock
+    from kap.pipeline import new_run_id, step_ingest
+    from kap.warehouse import writer_lock
 
     conf = settings()
     landing = resolve_landing(params)
@@ -258,9 +258,9 @@ def ingest_tasks() -> list[Any]:
 
 def validate(stage: str, params: Mapping[str, Any] | None = None, run_id: str = "", **_: Any) -> Any:
     """Run the GX checks of a stage; a failed critical check fails the task at once (no retry)."""
-    from ingest.pipeline import new_run_id, step_validate
-    from ingest.quality import CriticalCheckFailed
-    from ingest.warehouse import writer_lock
+    from kap.pipeline import new_run_id, step_validate
+    from kap.quality import CriticalCheckFailed
+    from kap.warehouse import writer_lock
 
     as_of = _as_of_param(params)
     conf = settings()
@@ -275,8 +275,8 @@ def validate(stage: str, params: Mapping[str, Any] | None = None, run_id: str = 
 
 def build(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
     """Rebuild staging, intermediate and marts with dbt from raw.events (kap_replay)."""
-    from ingest.pipeline import step_build
-    from ingest.warehouse import writer_lock
+    from kap.pipeline import step_build
+    from kap.warehouse import writer_lock
 
     as_of = _as_of_param(params)
     full_refresh = _bool((params or {}).get("full_refresh", False))
@@ -288,8 +288,8 @@ def build(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
 
 def publish(params: Mapping[str, Any] | None = None, run_id: str = "", **_: Any) -> str:
     """Publish the marts atomically: analytics.duckdb, or a separate file when as_of is set."""
-    from ingest.pipeline import new_run_id, step_publish
-    from ingest.warehouse import writer_lock
+    from kap.pipeline import new_run_id, step_publish
+    from kap.warehouse import writer_lock
 
     as_of = _as_of_param(params)
     conf = settings()
@@ -301,8 +301,8 @@ def publish(params: Mapping[str, Any] | None = None, run_id: str = "", **_: Any)
 
 def report(run_id: str = "", **_: Any) -> str | None:
     """Write the run report (what came in, what was quarantined, check results)."""
-    from ingest.pipeline import new_run_id, step_report
-    from ingest.warehouse import writer_lock
+    from kap.pipeline import new_run_id, step_report
+    from kap.warehouse import writer_lock
 
     conf = settings()
     with writer_lock(conf):
@@ -376,8 +376,8 @@ def dbt_task_group(conf: Settings | None = None, group_id: str = "dbt_build",
         raise ManifestMissing(
             f"dbt manifest {manifest} does not exist, so the dbt tasks of kap_nightly cannot be "
             f"rendered. Write it with `kap airflow dags list` (every `kap airflow ...` command "
-            f"prepares it), or `python -c 'from ingest.airflow_env import prepare; "
-            f"from ingest.config import Settings; prepare(Settings.from_env())'` with KAP_HOME={conf.home}.")
+            f"prepares it), or `python -c 'from kap.orchestration.environment import prepare; "
+            f"from kap.settings import Settings; prepare(Settings.from_env())'` with KAP_HOME={conf.home}.")
     profile_name, target_name = _dbt_profile()
     dbt_vars = {"as_of": as_of} if as_of else None
     return DbtTaskGroup(

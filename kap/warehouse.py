@@ -1,4 +1,5 @@
-"""The restricted warehouse: its schema, and the single-writer rule DuckDB imposes.
+"""The restricted warehouse: its schema (the event log's, from ingest.schema, plus dq), and the
+single-writer rule DuckDB imposes.
 
 DuckDB allows one read-write process per file, so every writer (ingest, dbt, checks, publish)
 takes `writer_lock` first: a second run waits for the first instead of failing or corrupting.
@@ -15,75 +16,16 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.config import Settings
+from ingest.schema import ensure_event_log
+from kap.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SCHEMA_SQL = """
-CREATE SCHEMA IF NOT EXISTS raw;
-CREATE SCHEMA IF NOT EXISTS restricted;
-CREATE SCHEMA IF NOT EXISTS dq;
-
--- One row per landing file ever seen. A file whose sha256 is here with status 'ingested' or
--- 'rejected' is never read again.
-CREATE TABLE IF NOT EXISTS raw.ingest_files (
-    file_id             VARCHAR PRIMARY KEY,   -- sha256 of the file's bytes
-    path                VARCHAR NOT NULL,      -- path relative to the landing folder
-    sha256              VARCHAR NOT NULL,
-    source              VARCHAR NOT NULL,      -- ehr | dosing | notes
-    status              VARCHAR NOT NULL,      -- ingested | rejected
-    reject_reason       VARCHAR,               -- file-level reason code when rejected
-    size_bytes          BIGINT,
-    records_read        BIGINT NOT NULL,
-    records_accepted    BIGINT NOT NULL,
-    records_quarantined BIGINT NOT NULL,
-    records_duplicate   BIGINT NOT NULL,
-    records_ignored     BIGINT NOT NULL,
-    events_added        BIGINT NOT NULL,
-    ingested_at         TIMESTAMP NOT NULL,
-    run_id              VARCHAR
-);
-
--- The event log: append-only, bitemporal. occurred_at = valid time, recorded_at = knowledge time.
--- event_id is unique (the loader's anti-join against the log, and a data-quality check), but
--- carries no PRIMARY KEY: its ART index made every insert slower and grew with the log.
-CREATE TABLE IF NOT EXISTS raw.events (
-    event_id          VARCHAR NOT NULL,
-    event_type        VARCHAR NOT NULL,
-    patient_key       VARCHAR,
-    occurred_at       TIMESTAMP,
-    recorded_at       TIMESTAMP NOT NULL,
-    ingested_at       TIMESTAMP NOT NULL,
-    source            VARCHAR NOT NULL,
-    file_id           VARCHAR NOT NULL,
-    source_record_id  VARCHAR NOT NULL,
-    payload           JSON NOT NULL
-);
-
--- Every rejected record, with the reason. Note text is removed before it lands here.
-CREATE TABLE IF NOT EXISTS raw.quarantine (
-    file_id      VARCHAR NOT NULL,
-    line_number  BIGINT NOT NULL,
-    reason_code  VARCHAR NOT NULL,
-    detail       VARCHAR,
-    raw_record   VARCHAR,
-    quarantined_at TIMESTAMP NOT NULL
-);
-
--- Source identifiers -> random surrogate key. Never leaves the restricted zone.
-CREATE TABLE IF NOT EXISTS restricted.patient_keys (
-    patient_key VARCHAR NOT NULL,
-    id_system   VARCHAR NOT NULL,   -- 'fhir' (Patient.id) or 'mrn'
-    id_value    VARCHAR NOT NULL,
-    file_id     VARCHAR NOT NULL,
-    created_at  TIMESTAMP NOT NULL,
-    PRIMARY KEY (id_system, id_value)
-);
-"""
-
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(SCHEMA_SQL)
+    """The event log's tables (ingest.schema) and the dq schema the quality gate writes."""
+    ensure_event_log(con)
+    con.execute("CREATE SCHEMA IF NOT EXISTS dq")
 
 
 class WarehouseBusy(RuntimeError):
