@@ -65,3 +65,22 @@ class Settings:
         for path in (self.home, self.dq_dir, self.reports_dir, self.airflow_home):
             path.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def default_time_zone() -> str | None:
+    """KAP_TIMEZONE (IANA name) when set: the time zone of a clinic that has none of its own."""
+    value = (os.environ.get("KAP_TIMEZONE") or "").strip()
+    return value or None
+
+
+def clinic_time_zones() -> dict[str, str]:
+    """Per-clinic time zones from KAP_CLINIC_TIMEZONES, `clinic-id=America/New_York,other=UTC`.
+
+    Used for a clinic whose Organization/Location carries no FHIR timezone extension."""
+    zones: dict[str, str] = {}
+    for part in (os.environ.get("KAP_CLINIC_TIMEZONES") or "").replace(";", ",").split(","):
+        if "=" in part:
+            clinic, zone = (p.strip() for p in part.split("=", 1))
+            if clinic and zone:
+                zones[clinic] = zone
+    return zones

@@ -335,7 +335,8 @@ def records_sql(ctx: Context) -> str:
         WHEN rtype IN ('Organization', 'Location') THEN {_obj({
             "clinic_id": "rid", "name": "j.name->>'$'",
             "state": "coalesce(json_extract_string(j.address, '$[0].state'), json_extract_string(j.address, '$.state'))",
-            "resource_type": "rtype"})}
+            "resource_type": "rtype",
+            "time_zone": "json_extract_string(list_filter(json_extract(j.extension, '$[*]'), lambda e: (e->>'$.url') = 'http://hl7.org/fhir/StructureDefinition/timezone')[1], '$.valueCode')"})}
         WHEN rtype = 'ServiceRequest' THEN {_obj({
             "referral_id": "rid", "clinic_id": "kap_ref_id(kap_ref_of(json_extract_string(j.performer, '$[*].reference'), 'Organization'))",
             "status": "status", "code": f"kap_code_in(sc, '{SNOMED}')",

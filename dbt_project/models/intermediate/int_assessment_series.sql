@@ -6,7 +6,9 @@
     - meets_remission: a score after the first dose below 5 (PHQ-9, GAD-7; none for PCL-5);
     - is_relapse_score (ours): after the first response, a score at or above the relapse threshold
       (PHQ-9 >= 10 per DOMAIN; GAD-7 >= 10 and PCL-5 >= 33 are our extension), or the second of
-      two consecutive post-response scores that no longer meet response. -#}
+      two consecutive post-response scores that no longer meet response.
+    Days are counted between the clinic's local dates (scored_date, first_dose_date: macro local_date
+    on the episode's clinic). -#}
 with scores as (
     select
         a.observation_id,
@@ -14,15 +16,17 @@ with scores as (
         a.instrument,
         a.score,
         a.scored_at,
-        cast(a.scored_at as date) as scored_date,
+        {{ local_date('a.scored_at', 'tz.time_zone') }} as scored_date,
         ep.episode_key,
         dose.first_dose_at,
-        cast(dose.first_dose_at as date) as first_dose_date
+        {{ local_date('dose.first_dose_at', 'tz.time_zone') }} as first_dose_date
     from {{ ref('stg_ehr__assessments') }} as a
     inner join {{ ref('int_patient_episodes') }} as ep
         on {{ episode_window_join('ep', 'a.patient_key', 'a.scored_at') }}
     left join {{ ref('int_episode_dosing_summarised') }} as dose
         on dose.episode_key = ep.episode_key
+    left join {{ ref('int_clinic_time_zones') }} as tz
+        on tz.clinic_id = ep.clinic_id
     where a.instrument in ('phq9', 'gad7', 'pcl5')
       and a.score is not null
       and coalesce(a.observation_status, 'final') in ('final', 'amended', 'corrected')
@@ -113,6 +117,7 @@ select
         false
     ) as is_relapse_score,
     scored_date,
+    first_dose_date,
     scored_at,
     first_dose_at,
     first_response_at,

@@ -10,7 +10,8 @@
     The dosing log wins for the dose and the vitals/monitoring details; the EHR fills fields the
     log lacks (field by field), including BP/SpO2/heart rate from the EHR vital-signs
     Observations of the administration's encounter. Unpaired rows from either source are
-    sessions of their own. dose_date is the UTC date of the session's start (log first). -#}
+    sessions of their own. dose_date is the clinic's local date of the session's start (log first;
+    macro local_date, int_clinic_time_zones). -#}
 {%- set match_minutes = var('dose_match_hours', 12) * 60 %}
 {%- set rounds = var('dose_match_rounds', 3) %}
 with ehr as (
@@ -25,20 +26,24 @@ with ehr as (
         dose_mg,
         ma.start_at,
         ma.end_at,
-        cast(ma.start_at as date) as dose_date
+        {{ local_date('ma.start_at', 'tz.time_zone') }} as dose_date
     from {{ ref('stg_ehr__medication_administrations') }} as ma
     left join {{ ref('stg_ehr__encounters') }} as enc
         on enc.encounter_id = ma.encounter_id
+    left join {{ ref('int_clinic_time_zones') }} as tz
+        on tz.clinic_id = coalesce(ma.clinic_id, enc.clinic_id)
     where ma.drug in ('ketamine', 'esketamine')
       and ma.patient_key is not null
 ),
 
 dosing_log as (
     select
-        *,
-        cast(start_at as date) as dose_date
-    from {{ ref('stg_dosing__doses') }}
-    where patient_key is not null
+        d.*,
+        {{ local_date('d.start_at', 'tz.time_zone') }} as dose_date
+    from {{ ref('stg_dosing__doses') }} as d
+    left join {{ ref('int_clinic_time_zones') }} as tz
+        on tz.clinic_id = d.clinic_id
+    where d.patient_key is not null
 ),
 
 candidates as (

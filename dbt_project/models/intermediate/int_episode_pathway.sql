@@ -1,7 +1,7 @@
 {#- Grain: one row per patient episode (episode_key): the dated milestones of the pathway and the
     phase at "now" (var as_of, else the latest recorded_at: macro kap_now).
     Rules (ours unless DOMAIN.md section 4 says otherwise):
-    - referral: the first referral in the episode window; screening: the first consult session or
+    - referral: the first KAP referral (stg_ehr__referrals.is_kap_referral) in the episode window; screening: the first consult session or
       screening decision; the screening result is the latest decision in the episode;
     - preparation sessions: attended preparation sessions in the episode (any time);
       preparation before first dose (DOMAIN 4): at least one attended before dose 1;
@@ -26,6 +26,7 @@ referrals as (
     from {{ ref('stg_ehr__referrals') }} as r
     inner join episodes as ep
         on {{ episode_window_join('ep', 'r.patient_key', 'r.referred_at') }}
+    where r.is_kap_referral
 ),
 
 decisions as (

@@ -1,7 +1,9 @@
 {#- Grain: one row per patient episode (episode_key) - one care pathway.
     Rule (ours): an episode is an EHR EpisodeOfCare. A patient with no EpisodeOfCare gets derived
-    episodes: the first starts at the patient's first pathway activity (referral, encounter,
-    appointment, note or dose); a dose after >= var episode_gap_days (90) days without a dose
+    episodes: the first starts at the patient's first KAP activity - a referral to the KAP service
+    (is_kap_referral), a consult, preparation, dosing, integration or discharge session or
+    appointment, a therapy note, or a ketamine/esketamine dose. The rest of an EHR history
+    (other encounters and appointments, other orders, scores, conditions) opens no episode; a dose after >= var episode_gap_days (90) days without a dose
     starts a new one (a new induction). Each episode gets a window [window_start_at,
     window_end_at): the first of a patient starts at 1900-01-01, each window ends where the
     patient's next episode starts, so every activity falls in exactly one episode
@@ -27,10 +29,13 @@ patients_with_ehr_episodes as (
 
 activity as (
     select patient_key, referred_at as activity_at, clinic_id from {{ ref('stg_ehr__referrals') }}
+    where is_kap_referral
     union all
     select patient_key, start_at, clinic_id from {{ ref('stg_ehr__encounters') }}
+    where session_type in ('consult', 'preparation', 'dosing', 'integration', 'discharge')
     union all
     select patient_key, start_at, clinic_id from {{ ref('stg_ehr__appointments') }}
+    where session_type in ('consult', 'preparation', 'dosing', 'integration', 'discharge')
     union all
     select patient_key, start_at, clinic_id from {{ ref('stg_notes__therapy_notes') }}
     union all

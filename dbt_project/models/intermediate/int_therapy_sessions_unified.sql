@@ -1,32 +1,39 @@
 {#- Grain: one row per non-dosing session (session_key): consult, preparation, integration,
     psychotherapy, discharge. Rule (ours), the same as for doses: an EHR Encounter and a therapy
-    note are one session when they share patient, UTC day of start and session type (paired in
+    note are one session when they share patient, local day of start (the clinic's, macro
+    local_date) and session type (paired in
     start order). The EHR gives the status, the note fills what the EHR lacks; the session counts
     as attended when either source says it was attended. The episode is the Encounter's
-    EpisodeOfCare when it names one, else the episode window holding the start. -#}
+    EpisodeOfCare when it names one, else the episode window holding the start. KAP scope (ours):
+    a session outside every episode, and a psychotherapy session before its episode started (the
+    patient's therapy elsewhere, earlier), is not KAP care and is left out. -#}
 with encounters as (
     select
-        *,
-        cast(start_at as date) as session_date,
+        e.*,
+        {{ local_date('e.start_at', 'tz.time_zone') }} as session_date,
         row_number() over (
-            partition by patient_key, cast(start_at as date), session_type
-            order by start_at, encounter_id
+            partition by e.patient_key, {{ local_date('e.start_at', 'tz.time_zone') }}, e.session_type
+            order by e.start_at, e.encounter_id
         ) as day_slot
-    from {{ ref('stg_ehr__encounters') }}
-    where session_type in ('consult', 'preparation', 'integration', 'psychotherapy', 'discharge')
-      and patient_key is not null
+    from {{ ref('stg_ehr__encounters') }} as e
+    left join {{ ref('int_clinic_time_zones') }} as tz
+        on tz.clinic_id = e.clinic_id
+    where e.session_type in ('consult', 'preparation', 'integration', 'psychotherapy', 'discharge')
+      and e.patient_key is not null
 ),
 
 notes as (
     select
-        *,
-        cast(start_at as date) as session_date,
+        n.*,
+        {{ local_date('n.start_at', 'tz.time_zone') }} as session_date,
         row_number() over (
-            partition by patient_key, cast(start_at as date), session_type
-            order by start_at, note_id
+            partition by n.patient_key, {{ local_date('n.start_at', 'tz.time_zone') }}, n.session_type
+            order by n.start_at, n.note_id
         ) as day_slot
-    from {{ ref('stg_notes__therapy_notes') }}
-    where patient_key is not null
+    from {{ ref('stg_notes__therapy_notes') }} as n
+    left join {{ ref('int_clinic_time_zones') }} as tz
+        on tz.clinic_id = n.clinic_id
+    where n.patient_key is not null
 ),
 
 paired as (
@@ -52,6 +59,7 @@ paired as (
         n.tags as note_tags,
         coalesce(e.duration_min, n.duration_min) as duration_min,
         (coalesce(e.is_attended, false) or coalesce(n.is_attended, false)) as is_attended,
+        coalesce(e.session_date, n.session_date) as session_date,
         coalesce(e.start_at, n.start_at) as start_at,
         coalesce(e.end_at, n.end_at) as end_at
     from encounters as e
@@ -81,7 +89,7 @@ select
     p.note_tags,
     p.duration_min,
     p.is_attended,
-    cast(p.start_at as date) as session_date,
+    p.session_date,
     p.start_at,
     p.end_at
 from paired as p
@@ -90,3 +98,5 @@ left join {{ ref('int_patient_episodes') }} as named
     and named.patient_key = p.patient_key
 left join {{ ref('int_patient_episodes') }} as windowed
     on {{ episode_window_join('windowed', 'p.patient_key', 'p.start_at') }}
+where coalesce(named.episode_key, windowed.episode_key) is not null
+  and not (p.session_type = 'psychotherapy' and p.start_at < coalesce(named.start_at, windowed.start_at))

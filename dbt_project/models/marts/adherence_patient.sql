@@ -28,6 +28,8 @@ appointments as (
     inner join {{ ref('int_patient_episodes') }} as ep
         on {{ episode_window_join('ep', 'a.patient_key', 'a.start_at') }}
     where a.start_at <= {{ kap_now() }}
+      and a.is_kap_session
+      and not (a.session_type = 'psychotherapy' and a.start_at < ep.start_at)
     group by ep.episode_key
 ),
 
@@ -35,12 +37,13 @@ cadence as (
     select
         s.episode_key,
         max(case when s.is_baseline then 1 else 0 end) = 1 as has_baseline_assessment,
-        max(case when abs({{ dbt.datediff('cast(coalesce(p.induction_completed_at, d.last_induction_dose_at) as date)', 's.scored_date', 'day') }}) <= 7
+        max(case when abs({{ dbt.datediff(local_date('coalesce(p.induction_completed_at, d.last_induction_dose_at)', 'tz.time_zone'), 's.scored_date', 'day') }}) <= 7
                  then 1 else 0 end) = 1 as has_end_of_induction_assessment,
         max(case when s.days_from_first_dose between 120 and 240 then 1 else 0 end) = 1 as has_followup_assessment_120_240d
     from {{ ref('int_assessment_series') }} as s
     inner join pathway as p on p.episode_key = s.episode_key
     left join {{ ref('int_episode_dosing_summarised') }} as d on d.episode_key = s.episode_key
+    left join {{ ref('int_clinic_time_zones') }} as tz on tz.clinic_id = p.clinic_id
     group by s.episode_key
 )
 

@@ -1,6 +1,7 @@
-{#- Grain: one row per clinic and week (clinic_id, week_start: Monday, UTC) with any dose or
+{#- Grain: one row per clinic and week (clinic_id, week_start: the Monday of the clinic's
+    local week, macro local_date) with any dose or
     appointment. The per-dose and per-appointment rules of adherence_patient, counted by the week
-    of the dose / appointment start (ours). Counts <= 5 are not suppressed here: small-cell
+    of the dose / appointment start (ours), KAP appointments only (is_kap_session). Counts <= 5 are not suppressed here: small-cell
     suppression is applied at publication (DOMAIN.md section 6). -#}
 with doses as (
     select
@@ -19,16 +20,18 @@ with doses as (
 
 appointments as (
     select
-        clinic_id,
-        cast({{ dbt.date_trunc('week', 'cast(start_at as date)') }} as date) as week_start,
+        a.clinic_id,
+        cast({{ dbt.date_trunc('week', local_date('a.start_at', 'tz.time_zone')) }} as date) as week_start,
         count(*) as appointments_due,
-        sum(case when appointment_status = 'noshow' then 1 else 0 end) as noshows,
-        sum(case when appointment_status = 'cancelled' and cancelled_at is not null
-                  and {{ dbt.datediff('cancelled_at', 'start_at', 'minute') }} < 24 * 60
+        sum(case when a.appointment_status = 'noshow' then 1 else 0 end) as noshows,
+        sum(case when a.appointment_status = 'cancelled' and a.cancelled_at is not null
+                  and {{ dbt.datediff('a.cancelled_at', 'a.start_at', 'minute') }} < 24 * 60
                  then 1 else 0 end) as late_cancellations
-    from {{ ref('stg_ehr__appointments') }}
-    where clinic_id is not null
-      and start_at <= {{ kap_now() }}
+    from {{ ref('stg_ehr__appointments') }} as a
+    left join {{ ref('int_clinic_time_zones') }} as tz on tz.clinic_id = a.clinic_id
+    where a.clinic_id is not null
+      and a.is_kap_session
+      and a.start_at <= {{ kap_now() }}
     group by 1, 2
 ),
 

@@ -1,4 +1,5 @@
-{#- Grain: one row per patient episode (episode_key). See int_episode_pathway for the rules. -#}
+{#- Grain: one row per patient episode (episode_key). See int_episode_pathway for the rules.
+    Dates are the clinic's local dates (macro local_date, int_clinic_time_zones). -#}
 select
     episode_key,
     patient_key,
@@ -24,8 +25,8 @@ select
     is_induction_completed,
     is_dropout,
     discharged_at is not null as is_discharged,
-    cast(referred_at as date) as referral_date,
-    cast(first_dose_at as date) as first_dose_date,
+    {{ local_date('referred_at', 'time_zone') }} as referral_date,
+    {{ local_date('first_dose_at', 'time_zone') }} as first_dose_date,
     episode_start_at,
     referred_at,
     screening_at,
@@ -40,4 +41,8 @@ select
     closed_at,
     dropped_out_at,
     as_of_at
-from {{ ref('int_episode_pathway') }}
+from (
+    select p.*, tz.time_zone
+    from {{ ref('int_episode_pathway') }} as p
+    left join {{ ref('int_clinic_time_zones') }} as tz on tz.clinic_id = p.clinic_id
+) as pathway

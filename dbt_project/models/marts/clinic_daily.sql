@@ -1,22 +1,28 @@
 {#- Grain: one row per clinic and day (clinic_id, activity_date) on which the clinic had any
-    appointment, session, dose or episode start (days without activity are absent). Dates are UTC
-    dates. Rules (ours):
+    KAP appointment, session, dose or episode start (days without activity are absent). A day is
+    the clinic's local day (macro local_date on int_clinic_time_zones: FHIR timezone extension,
+    else the per-clinic setting, else KAP_TIMEZONE). Only KAP care counts (ours): appointments of
+    a KAP session type, sessions and doses of an episode; the rest of an EHR history is not
+    clinic activity. Rules (ours):
     - appointments_*: appointments starting that day by status (attended = fulfilled, arrived,
       checked-in); dosing_sessions: unified doses that day;
     - chair_minutes: dose start to end of monitoring (else to dose end), summed;
     - new_patients: patients whose first episode starts that day at the clinic;
-    - active_episodes: episodes of the clinic started on/before the day and not yet ended
-      (discharged, closed or dropped out) before it. -#}
+    - active_episodes: episodes of the clinic started on/before the day and not yet ended before
+      it; an episode ends on the first of: discharge, closure, dropout, or screening out
+      (ineligible and never dosed: screened_out_at). -#}
 with appointments as (
     select
-        clinic_id,
-        cast(start_at as date) as activity_date,
+        a.clinic_id,
+        {{ local_date('a.start_at', 'tz.time_zone') }} as activity_date,
         count(*) as appointments_booked,
         sum(case when appointment_status in ('fulfilled', 'arrived', 'checked-in') then 1 else 0 end) as appointments_attended,
         sum(case when appointment_status = 'noshow' then 1 else 0 end) as noshows,
         sum(case when appointment_status = 'cancelled' then 1 else 0 end) as cancellations
-    from {{ ref('stg_ehr__appointments') }}
-    where clinic_id is not null
+    from {{ ref('stg_ehr__appointments') }} as a
+    left join {{ ref('int_clinic_time_zones') }} as tz on tz.clinic_id = a.clinic_id
+    where a.clinic_id is not null
+      and a.is_kap_session
     group by 1, 2
 ),
 
@@ -45,12 +51,14 @@ sessions as (
 
 episodes as (
     select
-        clinic_id,
-        episode_seq,
-        cast(episode_start_at as date) as start_date,
-        cast(coalesce(discharged_at, closed_at, dropped_out_at) as date) as end_date
-    from {{ ref('int_episode_pathway') }}
-    where clinic_id is not null
+        p.clinic_id,
+        p.episode_seq,
+        {{ local_date('p.episode_start_at', 'tz.time_zone') }} as start_date,
+        {{ local_date('least(p.discharged_at, p.closed_at, p.dropped_out_at,'
+                      ~ ' case when p.first_dose_at is null then p.screened_out_at end)', 'tz.time_zone') }} as end_date
+    from {{ ref('int_episode_pathway') }} as p
+    left join {{ ref('int_clinic_time_zones') }} as tz on tz.clinic_id = p.clinic_id
+    where p.clinic_id is not null
 ),
 
 new_patients as (

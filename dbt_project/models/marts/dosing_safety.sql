@@ -4,7 +4,7 @@
       pre-dose reading; has_bp_rise_flag: rise >= 40 mmHg systolic or >= 25 mmHg diastolic;
     - monitoring_minutes: dose start to end of monitoring; has_monitoring_120min: >= 120;
     - has_spo2: SpO2 recorded; REMS (esketamine only, else null): form submitted 0-7 days after;
-    - adverse events: reported for the patient on the dose date;
+    - adverse events: reported for the patient on the dose date (the clinic's local day);
     - is_monitoring_complete (esketamine, DOMAIN 4): 3 BP readings, >= 120 min, SpO2, REMS within
       7 days; for other routes (ours, good practice) the same without REMS. -#}
 with doses as (
@@ -17,9 +17,11 @@ adverse as (
         count(*) as adverse_events,
         sum(case when ae.seriousness = 'serious' then 1 else 0 end) as serious_adverse_events
     from doses as d
+    left join {{ ref('int_clinic_time_zones') }} as tz
+        on tz.clinic_id = d.clinic_id
     inner join {{ ref('stg_ehr__adverse_events') }} as ae
         on ae.patient_key = d.patient_key
-        and cast(ae.adverse_event_at as date) = d.dose_date
+        and {{ local_date('ae.adverse_event_at', 'tz.time_zone') }} = d.dose_date
     group by d.dose_key
 ),
 

@@ -2,13 +2,14 @@
     integration adherence and route, with margins ('all'). The seeds' central claim - integration
     and the care team extend the benefit of ketamine - as an analysis an analyst can read off.
     Definitions (ours unless DOMAIN.md section 4 says otherwise):
-    - population: episodes with at least one dose, a PHQ-9 baseline > 0 and at least one PHQ-9
-      score after the first dose (patient_outcomes, instrument phq9) - "evaluable episodes";
+    - population: episodes with at least one dose whose PHQ-9 outcome_status is 'assessed' (a
+      baseline and at least one score after the first dose) with a baseline > 0 (patient_outcomes,
+      instrument phq9) - "evaluable episodes"; rates use them as the denominator;
     - integration adherence: doses followed by an attended integration session within 72 h, over
       the episode's doses (DOMAIN 4; adherence_patient); band under_50 (< 50 %), 50_to_80
       (50 % to < 80 %), 80_plus (>= 80 %), compared in integers so 0.8 is exact;
     - route: the episode route (route of dose 1, care_pathways);
-    - response rate: responders / evaluable episodes; durability: patient_outcomes.durability_days
+    - response rate: responders / evaluable (assessed) episodes; durability: patient_outcomes.durability_days
       of the responders, mean and median, with how many ended (a later non-responding score) and how
       many are censored (still responding at the last score: durability is a lower bound there);
     - boosters per month: maintenance doses / months of follow-up (first dose date to discharge,
@@ -22,8 +23,8 @@ with outcomes as (
     select episode_key, is_responder, is_censored, durability_days
     from {{ ref('patient_outcomes') }}
     where instrument = 'phq9'
+      and outcome_status = 'assessed'
       and baseline_score > 0
-      and scores_post_dose > 0
 ),
 
 episodes as (
@@ -41,12 +42,13 @@ episodes as (
         o.durability_days,
         p.maintenance_doses,
         {{ dbt.datediff('p.first_dose_date',
-                        'cast(coalesce(p.discharged_at, p.closed_at, p.dropped_out_at, p.as_of_at) as date)',
+                        local_date('coalesce(p.discharged_at, p.closed_at, p.dropped_out_at, p.as_of_at)', 'tz.time_zone'),
                         'day') }} as followup_days,
         p.as_of_at
     from {{ ref('care_pathways') }} as p
     inner join {{ ref('adherence_patient') }} as a on a.episode_key = p.episode_key
     inner join outcomes as o on o.episode_key = p.episode_key
+    left join {{ ref('int_clinic_time_zones') }} as tz on tz.clinic_id = p.clinic_id
     where p.doses_total > 0
       and p.episode_route is not null
 ),

@@ -1,5 +1,6 @@
 {#- Grain: one row per phase an episode entered (episode_key, to_phase), ordered in time; the
-    phases and their dates are those of care_pathways (int_episode_pathway). -#}
+    phases and their dates are those of care_pathways (int_episode_pathway); transition_date is
+    the clinic's local date (macro local_date). -#}
 with milestones as (
     {%- set phases = [
         ('referral', 1, 'coalesce(referred_at, episode_start_at)'),
@@ -39,11 +40,12 @@ select
     episode_key || ':' || to_phase as transition_key,
     episode_key,
     patient_key,
-    clinic_id,
+    ordered.clinic_id,
     transition_number,
     from_phase,
     to_phase,
     {{ dbt.datediff('from_phase_entered_at', 'entered_at', 'day') }} as days_in_from_phase,
-    cast(entered_at as date) as transition_date,
+    {{ local_date('entered_at', 'tz.time_zone') }} as transition_date,
     entered_at
 from ordered
+left join {{ ref('int_clinic_time_zones') }} as tz on tz.clinic_id = ordered.clinic_id

@@ -1,5 +1,7 @@
 {#- Grain: one row per encounter (session), current version. session_type comes from the event
-    type (encounter_<type>), falling back to the payload. -#}
+    type (encounter_<type>), falling back to the payload. is_kap_session (ours): a KAP session type
+    (consult, preparation, dosing, integration, psychotherapy, discharge); 'other' encounters
+    (the rest of an EHR history: check-ups, births, emergencies) are not KAP care. -#}
 select
     {{ json_text('payload', 'encounter_id') }} as encounter_id,
     patient_key,
@@ -9,6 +11,8 @@ select
     {{ json_text('payload', 'practitioner_id') }} as practitioner_id,
     coalesce(nullif(replace(event_type, 'encounter_', ''), 'other'),
              {{ json_text('payload', 'session_type') }}, 'other') as session_type,
+    coalesce(nullif(replace(event_type, 'encounter_', ''), 'other'),
+             {{ json_text('payload', 'session_type') }}, 'other') <> 'other' as is_kap_session,
     lower({{ json_text('payload', 'status') }}) as encounter_status,
     {{ json_text('payload', 'encounter_class') }} as encounter_class,
     {{ json_text('payload', 'cpt_code') }} as cpt_code,
