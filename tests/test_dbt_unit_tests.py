@@ -17,6 +17,12 @@ EXPECTED = {
     "monitoring_completeness_and_bp_rise",
     "phase_transitions_in_time_order",
     "integration_outcomes_bands_durability_boosters_and_small_cells",
+    "missing_score_is_unknown_not_a_failure",
+    "whole_ehr_history_is_not_kap_care",
+    "screened_out_closed_discharged_and_dropped_out_episodes_are_not_active",
+    "evening_dose_counts_on_the_clinics_local_day",
+    "evening_appointments_count_on_the_clinics_local_day",
+    "clinic_time_zone_from_fhir_then_setting_then_default",
 }
 
 
