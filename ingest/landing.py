@@ -45,6 +45,11 @@ class LandingFile:
         """FHIR bulk files are named by resource type: Patient files go first so keys exist."""
         return self.source == "ehr" and self.path.name.startswith("Patient")
 
+    @property
+    def is_clinic_file(self) -> bool:
+        """Organization and Location files go next: their time zones read the others' local times."""
+        return self.source == "ehr" and self.path.name.startswith(("Organization", "Location"))
+
 
 @dataclass
 class Discovery:
@@ -67,7 +72,7 @@ def _matches(source: str, name: str) -> bool:
 def discover(landing_dir: Path) -> Discovery:
     """List the landing folder's files, in processing order.
 
-    Order: EHR Patient files, other EHR files, dosing, notes; within each group by path, so
+    Order: EHR Patient files, Organization and Location files, other EHR files, dosing, notes; within each group by path, so
     patient keys exist before anything references them and runs are deterministic.
     """
     root = Path(landing_dir).resolve()
@@ -114,7 +119,8 @@ def discover(landing_dir: Path) -> Discovery:
             ignored.append(rel(p))
 
     order = {s: i for i, s in enumerate(SOURCES)}
-    files.sort(key=lambda f: (order[f.source], 0 if f.is_patient_file else 1, f.rel_path))
+    files.sort(key=lambda f: (order[f.source], 0 if f.is_patient_file else 1 if f.is_clinic_file else 2,
+                              f.rel_path))
     return Discovery(files=files, ignored=ignored)
 
 

@@ -21,7 +21,7 @@ parsing and writing overlap on the two cores. `ingest_file` is both phases for o
 """
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import codecs
@@ -40,7 +40,7 @@ from typing import Callable
 
 import duckdb
 
-from ingest import crashpoints, identity, landing
+from ingest import clocks, crashpoints, identity, landing
 from ingest.schema import ensure_event_log
 from ingest.reasons import FILE_REASONS, RECORD_REASONS
 from ingest.sources import MACROS as COMMON_MACROS
@@ -113,14 +113,18 @@ def _utcnow() -> dt.datetime:
 
 def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: str | None = None,
                    progress: Callable[[str], None] | None = None,
-                   sources: Collection[str] | None = None) -> IngestSummary:
+                   sources: Collection[str] | None = None,
+                   time_zones: Mapping[str, str] | None = None,
+                   default_time_zone: str | None = None) -> IngestSummary:
     """Ingest every new file of a landing folder, each exactly once, each in its own transaction.
 
     con: a read-write connection to the warehouse, held by the caller's single writer (the
     event-log tables are created on it when missing). sources: only these (ehr, dosing, notes);
     None = all. Dosing logs and notes name patients by MRN, so ingest 'ehr' before the others
-    (the Airflow DAG orders its per-source tasks so).
+    (the Airflow DAG orders its per-source tasks so). time_zones ({clinic_id: IANA zone}) and
+    default_time_zone: where a clinical time sent without a UTC offset is read (ingest/clocks.py).
     """
+    zones = (tuple(sorted((time_zones or {}).items())), default_time_zone)
     landing_dir = Path(landing_dir).absolute()
     run_id = run_id or f"ingest__{uuid.uuid4().hex[:12]}"
     ingested_at = _utcnow()
@@ -140,7 +144,7 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
         def stage(i: int):
             lf = todo[i]
             return pool.submit(_stage, cons[i % len(cons)], landing_dir, lf.path, lf.source,
-                               ingested_at, lf.problem)
+                               ingested_at, lf.problem, zones)
 
         pending = [stage(i) for i in range(min(STAGE_AHEAD, len(todo)))]
         for i, lf in enumerate(todo):
@@ -224,7 +228,7 @@ def ingest_file(con, landing_dir: Path, path: Path, source: str, run_id: str | N
 
 
 def _stage(con, landing_dir: Path, path: Path, source: str, ingested_at,
-           problem: str | None = None) -> _Staged:
+           problem: str | None = None, zones: tuple = ((), None)) -> _Staged:
     """Steps 1-3 without writing the warehouse: safety, sha256, lines, the reader's records (in
     temp tables of `con`). Runs on its own connection while the previous file commits."""
     started = time.monotonic()
@@ -295,7 +299,8 @@ def _stage(con, landing_dir: Path, path: Path, source: str, ingested_at,
             con.execute(_LINES_VIEW.format(after=int(first[0])))
             bad_lines = [b for b in bad_lines if b[0] > first[0]]
         st.ctx = Context(file_id=fh.sha256, source=source, ingested_at=ingested_at, header=header,
-                         resource_types=_file_types(source, path))
+                         resource_types=_file_types(source, path), time_zones=zones[0],
+                         default_time_zone=zones[1])
         st.bad_lines = bad_lines
         # 3. the reader's candidate records
         _create_records(con, READERS[source], st.ctx, ingested_at)
@@ -521,6 +526,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
             con, "(SELECT key_fhir_id AS fhir_id, key_mrn AS mrn FROM _kap_rec "
                  "WHERE reason IS NULL AND NOT ignored AND key_fhir_id IS NOT NULL)",
             ctx.file_id, ingested_at)
+    clocks.apply_local_clocks(con, dict(ctx.time_zones), ctx.default_time_zone)
 
     # Common checks and dedup. Wide columns (the line) stay in _kap_rec; duplicates are found with
     # a GROUP BY on the event id and one semi-join probe of the log, not with window functions.

@@ -19,6 +19,7 @@ RECORD_REASONS: dict[str, str] = {
     "future_time": "The record happened more than a day after it was ingested.",
     "before_birth": "The record happened before the patient's birth year.",
     "end_before_start": "An end time earlier than its start time.",
+    "timestamp_without_offset": "A clinical time without a UTC offset (`2025-03-04T19:30:00`) whose clinic has no time zone (no FHIR timezone extension, no KAP_CLINIC_TIMEZONES entry, no KAP_TIMEZONE): it cannot be placed in UTC.",
     "conflicting_duplicate": "The same record id and version arrived again with different content.",
     "duplicate_in_file": "The same record id and version appears twice in one file (the first is kept).",
 }

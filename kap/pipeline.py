@@ -37,10 +37,12 @@ def step_ingest(landing: Path, settings: Settings, run_id: str | None = None,
                 progress: Progress | None = None, sources: list[str] | None = None):
     """The ingest library (ingest.loader) on the warehouse, as its single writer."""
     from ingest.loader import ingest_landing
+    from kap.settings import clinic_time_zones, default_time_zone
     from kap.warehouse import writer
 
     with writer(settings) as con:
-        return ingest_landing(con, Path(landing), run_id=run_id, progress=progress, sources=sources)
+        return ingest_landing(con, Path(landing), run_id=run_id, progress=progress, sources=sources,
+                              time_zones=clinic_time_zones(), default_time_zone=default_time_zone())
 
 
 def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None = None):

@@ -36,6 +36,7 @@ RECORD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("key_fhir_id", "VARCHAR"),      # Patient resources: identifiers to key
     ("key_mrn", "VARCHAR"),
     ("birth_year", "INTEGER"),
+    ("local_clock", "BOOLEAN"),      # a clinical time was sent without a UTC offset (ingest/clocks.py)
 )
 
 KAP_SYSTEM = "http://kap-pipeline.example/fhir/CodeSystem/kap"
@@ -47,6 +48,10 @@ _REDACT_KEYS = ("family|given|prefix|suffix|line|city|district|display|div|data|
 MACROS = rf"""
 CREATE OR REPLACE TEMP MACRO kap_ts(s) AS TRY_CAST(s AS TIMESTAMPTZ)::TIMESTAMP;
 CREATE OR REPLACE TEMP MACRO kap_iso(t) AS strftime(t, '%Y-%m-%dT%H:%M:%SZ');
+-- a date-time with a time of day but no UTC offset ('2025-03-04T19:30:00'); a bare date is not one
+CREATE OR REPLACE TEMP MACRO kap_naive_ts(s) AS coalesce(
+    regexp_matches(s, '^\s*\d{{4}}-\d{{2}}-\d{{2}}[T ]\d{{2}}:\d{{2}}')
+    AND NOT regexp_matches(s, '(Z|z|[+-]\d{{2}}(:?\d{{2}})?)\s*$'), false);
 CREATE OR REPLACE TEMP MACRO kap_bad_ts(s) AS (s IS NOT NULL AND s <> '' AND kap_ts(s) IS NULL);
 CREATE OR REPLACE TEMP MACRO kap_ref_id(r) AS nullif(regexp_extract(r, '([^/#]+)$', 1), '');
 CREATE OR REPLACE TEMP MACRO kap_redact(s) AS regexp_replace(regexp_replace(s,
@@ -65,6 +70,8 @@ class Context:
     ingested_at: object      # datetime, UTC
     header: list[str] | None = None   # CSV header names, in file order
     resource_types: tuple[str, ...] | None = None   # FHIR: build SQL only for these (None = all)
+    time_zones: tuple[tuple[str, str], ...] = ()    # (clinic_id, zone): the per-clinic setting
+    default_time_zone: str | None = None            # zone of a clinic without one (ingest/clocks.py)
 
 
 def select_columns(expressions: dict[str, str]) -> str:

@@ -139,6 +139,7 @@ def records_sql(ctx: Context) -> str:
         "recorded_at": "coalesce(t_amended_at, t_recorded_at, $ingested_at)",
         "check_time": "(t_start_at IS NOT NULL AND NOT is_void)",
         "payload": payload,
+        "local_clock": "NOT is_void AND (kap_naive_ts(v_start_at) OR kap_naive_ts(v_end_at) OR kap_naive_ts(v_monitoring_end_at))",
     })
     return f"""
 WITH split AS (

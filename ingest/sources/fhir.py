@@ -422,6 +422,7 @@ def records_sql(ctx: Context) -> str:
         "key_fhir_id": "CASE WHEN rtype = 'Patient' AND NOT retract THEN rid END",
         "key_mrn": "CASE WHEN rtype = 'Patient' AND NOT retract THEN mrn END",
         "birth_year": "CASE WHEN rtype = 'Patient' THEN birth_year END",
+        "local_clock": "NOT retract AND (kap_naive_ts(occurred_raw) OR kap_naive_ts(end_raw))",
     })
     return f"""
 WITH parsed AS (

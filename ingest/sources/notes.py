@@ -79,6 +79,7 @@ def records_sql(ctx: Context) -> str:
         "recorded_at": "coalesce(amended_at, signed_at, $ingested_at)",
         "check_time": "(start_at IS NOT NULL AND status <> 'entered-in-error')",
         "payload": payload,
+        "local_clock": "status <> 'entered-in-error' AND (kap_naive_ts(j.session_start) OR kap_naive_ts(j.session_end))",
     })
     return f"""
 WITH parsed AS (

@@ -30,8 +30,11 @@ with ehr as (
     from {{ ref('stg_ehr__medication_administrations') }} as ma
     left join {{ ref('stg_ehr__encounters') }} as enc
         on enc.encounter_id = ma.encounter_id
+    -- a dose without a clinic is dated on its patient's clinic's day
+    left join {{ ref('stg_ehr__patients') }} as pt
+        on pt.patient_key = ma.patient_key
     left join {{ ref('int_clinic_time_zones') }} as tz
-        on tz.clinic_id = coalesce(ma.clinic_id, enc.clinic_id)
+        on tz.clinic_id = coalesce(ma.clinic_id, enc.clinic_id, pt.clinic_id)
     where ma.drug in ('ketamine', 'esketamine')
       and ma.patient_key is not null
 ),
@@ -41,8 +44,10 @@ dosing_log as (
         d.*,
         {{ local_date('d.start_at', 'tz.time_zone') }} as dose_date
     from {{ ref('stg_dosing__doses') }} as d
+    left join {{ ref('stg_ehr__patients') }} as pt
+        on pt.patient_key = d.patient_key
     left join {{ ref('int_clinic_time_zones') }} as tz
-        on tz.clinic_id = d.clinic_id
+        on tz.clinic_id = coalesce(d.clinic_id, pt.clinic_id)
     where d.patient_key is not null
 ),
 
