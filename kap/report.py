@@ -130,7 +130,26 @@ def _response_curve(con) -> Section:
     ax.set_title("PHQ-9 response by weeks since first dose")
     table = _table(["week", "episodes scored", "responding"],
                    [[w, suppress(n), suppress(r) if n > SMALL_CELL else "suppressed"] for w, n, r in rows])
-    return Section("PHQ-9 response", _chart(_figure_uri(fig), "PHQ-9 response curve") + table)
+    return Section("PHQ-9 response", _chart(_figure_uri(fig), "PHQ-9 response curve") + table
+                   + _outcome_status(con))
+
+
+def _outcome_status(con) -> str:
+    """PHQ-9 episodes by outcome_status, and rates over the assessed ones (unknown is not "no")."""
+    if not _has(con, "patient_outcomes"):
+        return ""
+    counts = dict(con.execute("""SELECT outcome_status, count(*) FROM patient_outcomes
+                                 WHERE instrument = 'phq9' GROUP BY 1""").fetchall())
+    assessed, responders, remitters = con.execute("""
+        SELECT count(*), count(*) FILTER (WHERE is_responder), count(*) FILTER (WHERE is_remitter)
+        FROM patient_outcomes WHERE instrument = 'phq9' AND outcome_status = 'assessed'""").fetchone()
+    rate = (lambda k: f"{100 * k / assessed:.1f} %" if assessed > SMALL_CELL else "suppressed")
+    table = _table(["outcome_status", "PHQ-9 episodes"],
+                   [[k, suppress(counts.get(k, 0))] for k in ("assessed", "no_followup", "no_baseline")])
+    return (f"<p>Response {rate(responders)}, remission {rate(remitters)} of the {suppress(assessed)} "
+            "assessed episodes (a baseline and a score after the first dose). Episodes without a later "
+            "score (no_followup) or without a baseline (no_baseline) have unknown outcomes and are not "
+            "in the denominator.</p>" + table)
 
 
 def _safety(con) -> Section:

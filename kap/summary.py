@@ -116,20 +116,34 @@ def _headline_lines(con, tables: set[str]) -> list[str]:
         out.append(f"  doses: {_num(_scalar(con, 'SELECT count(*) FROM dosing_sessions'))}")
     else:
         out.append("  doses: n/a (dosing_sessions not published)")
-    if "patient_outcomes" in tables and {"instrument", "is_responder", "has_baseline"} <= _columns(con, "patient_outcomes"):
-        row = con.execute("""SELECT avg(CASE WHEN is_responder THEN 1.0 ELSE 0.0 END),
-                                    avg(CASE WHEN is_remitter THEN 1.0 ELSE 0.0 END), count(*)
-                             FROM patient_outcomes WHERE instrument = 'phq9' AND has_baseline""").fetchone() \
-            if "is_remitter" in _columns(con, "patient_outcomes") else None
-        if row:
-            out.append(f"  PHQ-9 response: {_pct(row[0])}, remission: {_pct(row[1])} "
-                       f"(episodes with a baseline: {_num(row[2])})")
+    if "patient_outcomes" in tables and {"instrument", "is_responder", "is_remitter"} <= _columns(con, "patient_outcomes"):
+        out += _outcome_lines(con)
     else:
         out.append("  PHQ-9 response: n/a (patient_outcomes not published)")
     if "adherence_patient" in tables and "integration_72h_share" in _columns(con, "adherence_patient"):
         share = _scalar(con, "SELECT sum(doses_with_integration_72h) / nullif(sum(doses_total), 0) FROM adherence_patient")
         out.append(f"  doses followed by integration within 72 h: {_pct(share)}")
     return out
+
+
+def _outcome_lines(con) -> list[str]:
+    """PHQ-9 rates over the assessed episodes (a baseline and a later score); unknown is not "no"."""
+    if "outcome_status" not in _columns(con, "patient_outcomes"):
+        row = con.execute("""SELECT avg(CASE WHEN is_responder THEN 1.0 ELSE 0.0 END),
+                                    avg(CASE WHEN is_remitter THEN 1.0 ELSE 0.0 END), count(*)
+                             FROM patient_outcomes WHERE instrument = 'phq9' AND has_baseline""").fetchone()
+        return [f"  PHQ-9 response: {_pct(row[0])}, remission: {_pct(row[1])} "
+                f"(episodes with a baseline: {_num(row[2])})"]
+    counts = dict(con.execute("""SELECT outcome_status, count(*) FROM patient_outcomes
+                                 WHERE instrument = 'phq9' GROUP BY 1""").fetchall())
+    row = con.execute("""SELECT avg(CASE WHEN is_responder THEN 1.0 ELSE 0.0 END),
+                                avg(CASE WHEN is_remitter THEN 1.0 ELSE 0.0 END)
+                         FROM patient_outcomes WHERE instrument = 'phq9' AND outcome_status = 'assessed'""").fetchone()
+    return [f"  PHQ-9 response: {_pct(row[0])}, remission: {_pct(row[1])} "
+            f"(of {_num(counts.get('assessed', 0))} assessed episodes)",
+            f"  PHQ-9 outcome status: assessed {_num(counts.get('assessed', 0))}, "
+            f"no follow-up score {_num(counts.get('no_followup', 0))}, "
+            f"no baseline {_num(counts.get('no_baseline', 0))} (unknown outcomes are not counted as failures)"]
 
 
 def _dq_lines(con, tables: set[str]) -> list[str]:

@@ -297,3 +297,30 @@ def test_kap_timezone_places_an_offset_less_time_of_a_clinic_without_a_zone(tmp_
     assert _rows(settings, "select start_at, session_date from marts.therapy_sessions") == [
         (dt.datetime(2025, 3, 5, 1, 30), dt.date(2025, 3, 4))]
     assert _rows(settings, "select count(*) from raw.quarantine") == [(0,)]
+
+
+# --- docs/inputs.md: where the ineligibility reason is read ---------------------------------------
+
+def test_the_ineligibility_reason_is_read_from_a_component_value_and_from_the_old_places(tmp_path, monkeypatch):
+    """The standard place: a component whose valueCodeableConcept is the SNOMED contraindication
+    (69322001 psychotic disorder). Files already sent keep working: interpretation (77386006)."""
+    monkeypatch.delenv("KAP_TIMEZONE", raising=False)
+    ex = Export()
+    ex.clinic("c1")
+    ex.patient("p", "c1")
+    ex.patient("q", "c1")
+    standard = {"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": KAP, "code": "screening-decision"}]},
+                "subject": {"reference": "Patient/p"}, "effectiveDateTime": "2025-01-04T09:00:00Z",
+                "valueCodeableConcept": {"coding": [{"system": KAP, "code": "ineligible"}]},
+                "component": [{"code": {"coding": [{"system": KAP, "code": "ineligibility-reason"}]},
+                               "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "69322001"}]}}]}
+    old = dict(standard, subject={"reference": "Patient/q"}, component=None,
+               interpretation=[{"coding": [{"system": SNOMED, "code": "77386006"}]}])
+    del old["component"]
+    ex.add(standard)
+    ex.add(old)
+    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
+    step_ingest(ex.write(tmp_path / "landing"), settings)
+    assert sorted(_rows(settings, "select payload->>'$.reason_code' from raw.events "
+                                  "where event_type = 'screening_decided'")) == [("69322001",), ("77386006",)]

@@ -40,7 +40,8 @@ STRUCTURE = {
     "effectiveDateTime": _V, "effectivePeriod": _PERIOD, "effectiveInstant": _V,
     "valueInteger": _V, "valueQuantity": {"value": _V, "unit": _V, "code": _V},
     "valueCodeableConcept": _J, "valueString": _V, "dataAbsentReason": _J,
-    "component": [{"code": _CC, "valueQuantity": {"value": _V}}],
+    # component.valueCodeableConcept: the ineligibility reason's standard place (docs/inputs.md)
+    "component": [{"code": _CC, "valueQuantity": {"value": _V}, "valueCodeableConcept": _CC}],
     "period": _PERIOD, "start": _V, "end": _V, "participant": _J, "appointmentType": _J,
     "serviceType": _J, "cancelationReason": _J, "extension": _J,
     "serviceProvider": {"reference": _V}, "appointment": _J, "episodeOfCare": _J,
@@ -358,7 +359,7 @@ def records_sql(ctx: Context) -> str:
             "recorded_at": f"{iso}(coalesce(kap_ts(j.recordedDate), kap_ts(j.onsetDateTime)))", "version_id": "vid"})}
         WHEN rtype = 'Observation' AND is_screening THEN {_obj({
             "observation_id": "rid", "decision": "decision",
-            "reason_code": "coalesce(kap_codes_typed(j.interpretation)[1], kap_codes_typed(list_transform(j.component, lambda c: c.code))[1])",
+            "reason_code": f"coalesce(list_filter(flatten(list_transform(j.component, lambda c: coalesce(c.valueCodeableConcept.coding, []))), lambda x: x.system = '{SNOMED}')[1].code, kap_codes_typed(j.interpretation)[1], kap_codes_typed(list_transform(j.component, lambda c: c.code))[1])",
             "encounter_id": "kap_ref_id(j.encounter.reference)", "status": "status", "version_id": "vid"})}
         WHEN rtype = 'Observation' AND instrument IS NOT NULL THEN {_obj({
             "observation_id": "rid", "instrument": "instrument", "code": "kap_codes(sc)[1]",
