@@ -8,7 +8,8 @@ from typing import Callable
 
 from .common import (CANCEL_REASON, CANCELLATION_DATE_EXT, CONDITION_CATEGORY, CONDITION_CLINICAL,
                      CONDITION_VERIFICATION, CPT, DL_SYSTEM, HCPCS, KAP, LOINC, MRN_SYSTEM, NPI_SYSTEM,
-                     OBS_CATEGORY, RXNORM, SNOMED, SSN_SYSTEM, UCUM, V2_0203, V3_ACT, coding, concept, ts)
+                     OBS_CATEGORY, RXNORM, SNOMED, SSN_SYSTEM, TIMEZONE_EXTENSION, UCUM, V2_0203, V3_ACT,
+                     coding, concept, slot, ts)
 from .dosing import Dose
 from .model import DIAGNOSES, Assessment, Episode, Session, Story
 from .network import Clinic, Network, Staff
@@ -57,21 +58,25 @@ def network_resources(net: Network, start: dt.date) -> list[dict]:
     """Organization + Location per clinic (same id) and every Practitioner (a type ingest ignores)."""
     out: list[dict] = []
     when = dt.datetime.combine(start - dt.timedelta(days=90), dt.time(9))
-    for c in net.clinics:
+    for i, c in enumerate(net.clinics):
         address = [{"use": "work", "line": [c.street], "city": c.city, "state": c.state, "postalCode": c.zip,
                     "country": "US"}]
+        # the clinic's time zone: on the Organization, for every other clinic on its Location
+        zone = [{"url": TIMEZONE_EXTENSION, "valueCode": c.time_zone}]
         phone = [{"system": "phone", "value": f"({c.area_code}) 555-01{int(c.id[-2:]):02d}", "use": "work"}]
         out.append({"resourceType": "Organization", "id": c.id, "meta": meta(1, when, c.offset),
                     "identifier": [{"system": "urn:kap:clinic", "value": c.id}], "active": True,
                     "type": [concept("http://terminology.hl7.org/CodeSystem/organization-type", "prov",
                                      "Healthcare Provider")],
-                    "name": c.name, "telecom": phone, "address": address})
+                    "name": c.name, "telecom": phone, "address": address,
+                    **({"extension": zone} if i % 2 == 0 else {})})
         out.append({"resourceType": "Location", "id": c.id, "meta": meta(1, when, c.offset), "status": "active",
                     "name": c.name, "mode": "instance",
                     "type": [concept("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "PSY",
                                      "Psychiatry clinic")],
                     "telecom": phone, "address": address[0],
-                    "managingOrganization": {"reference": f"Organization/{c.id}"}})
+                    "managingOrganization": {"reference": f"Organization/{c.id}"},
+                    **({"extension": zone} if i % 2 == 1 else {})})
     for s in net.staff():
         off = next((c.offset for c in net.clinics if c.id == s.clinic_id), "-05:00")
         out.append({"resourceType": "Practitioner", "id": s.id, "meta": meta(1, when, off),
@@ -123,6 +128,7 @@ class PatientFhir:
     def write(self) -> None:
         st = self.st
         self.patient()
+        self.history()
         self.referral()
         for s in st.sessions:
             if s.start > self.cutoff:
@@ -142,6 +148,33 @@ class PatientFhir:
         for a in st.portal_assessments:
             if a.at <= self.cutoff:
                 self.assessment(a, None)
+
+    def history(self) -> None:
+        """The rest of an EHR record, before the referral: some patients' primary-care check-ups
+        (and a PHQ-9 screen there), a few a birth encounter. None of it is KAP care."""
+        rng, st = self.rng, self.st
+        if rng.random() < 0.03:
+            born = dt.datetime.combine(st.person.birth_date, dt.time(rng.randint(0, 23), 15 * rng.randint(0, 3)))
+            self._history_encounter(born, 60 * 24 * 2, "169836001", "Birth")
+        if rng.random() >= 0.3:
+            return
+        for years in sorted(rng.sample(range(1, 9), rng.randint(1, 4)), reverse=True):
+            when = slot(rng, (st.referral_at - dt.timedelta(days=365 * years + rng.randint(0, 200))).date(), 8, 16)
+            self._history_encounter(when, 30, "185349003", "Encounter for check up")
+            if years <= 3 and rng.random() < 0.3:
+                self.emit({"resourceType": "Observation", "id": self.new_id("hobs"),
+                           "meta": meta(1, self.lag(when), self.off), "status": "final",
+                           "category": [concept(OBS_CATEGORY, "survey", "Survey")],
+                           "code": concept(LOINC, "44261-6", "PHQ-9 total score"),
+                           "subject": self.patient_ref(), "effectiveDateTime": self.t(when + dt.timedelta(minutes=10)),
+                           "valueInteger": rng.randint(2, 14)})
+
+    def _history_encounter(self, start: dt.datetime, minutes: int, code: str, display: str) -> None:
+        self.emit({"resourceType": "Encounter", "id": self.new_id("henc"),
+                   "meta": meta(1, self.lag(start + dt.timedelta(minutes=minutes)), self.off), "status": "finished",
+                   "class": {"system": V3_ACT, "code": "IMP" if code == "169836001" else "AMB"},
+                   "type": [concept(SNOMED, code, display)], "subject": self.patient_ref(),
+                   "period": {"start": self.t(start), "end": self.t(start + dt.timedelta(minutes=minutes))}})
 
     def eoc_id(self, ep: Episode) -> str:
         return f"eoc-{self.pid}-{ep.number}"

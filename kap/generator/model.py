@@ -196,12 +196,19 @@ class PatientSimulation:
     def attend(self, kind: str, day: dt.date, minutes: int, who: Staff, telehealth: bool = False,
                first_hour: int = 8, last_hour: int = 16, tries: int = 3) -> Session | None:
         """Book until the patient comes (missed visits are rebooked a few days later)."""
+        first_hour, last_hour = self._hours(first_hour, last_hour, (17, 19))
         for _ in range(tries):
             s = self.book(kind, slot(self.rng, day, first_hour, last_hour), minutes, who, telehealth)
             if s.status == "fulfilled":
                 return s
             day = workday(day + dt.timedelta(days=self.rng.randint(1, 5)))
         return None
+
+    def _hours(self, first_hour: int, last_hour: int, evening: tuple[int, int]) -> tuple[int, int]:
+        """An evening clinic gives about a third of its sessions after work."""
+        if self.story.clinic.evening_hours and self.rng.random() < 0.35:
+            return evening
+        return first_hour, last_hour
 
     # --- pathway ------------------------------------------------------------------------------
     def run(self) -> Story:
@@ -262,8 +269,9 @@ class PatientSimulation:
         """A dosing visit, rebooked when missed; returns the visit and the days lost."""
         rng, st = self.rng, self.story
         lost = 0
+        first_hour, last_hour = self._hours(8, 14, (16, 18))
         for _ in range(3):
-            when = slot(rng, workday(day + dt.timedelta(days=lost)), 8, 14)
+            when = slot(rng, workday(day + dt.timedelta(days=lost)), first_hour, last_hour)
             s = self.book("dosing", when, 150, st.prescriber)
             s.episode = ep
             if s.status == "fulfilled":
@@ -303,7 +311,7 @@ class PatientSimulation:
         if r < 0.5:
             when = d.monitoring_end + dt.timedelta(minutes=15 * rng.randint(4, 16))
             when = when.replace(minute=(when.minute // 15) * 15, second=0)
-            if when.hour >= 19:
+            if when.hour >= (21 if st.clinic.evening_hours else 19):
                 when = slot(rng, when.date() + dt.timedelta(days=1), 8, 17)
         elif r < 0.85:
             when = slot(rng, d.start.date() + dt.timedelta(days=1), 8, 17)

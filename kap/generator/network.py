@@ -36,6 +36,15 @@ _CATALOGUE: tuple[tuple, ...] = (
      (("Portland", "972"), ("Beaverton", "970"), ("Gresham", "970"), ("Hillsboro", "971"))),
 )
 
+# The IANA time zone of each catalogue city (sent as the FHIR timezone extension).
+_ZONES = {"Boston": "America/New_York", "Chicago": "America/Chicago", "Denver": "America/Denver",
+          "San Francisco": "America/Los_Angeles", "Atlanta": "America/New_York", "Seattle": "America/Los_Angeles",
+          "Austin": "America/Chicago", "Phoenix": "America/Phoenix", "Minneapolis": "America/Chicago",
+          "Baltimore": "America/New_York", "Houston": "America/Chicago", "Portland": "America/Los_Angeles"}
+# The clinic that also doses and sees patients in the evening (after work): San Francisco, whose
+# evening sessions fall on the next UTC day.
+_EVENING_CLINIC = 3
+
 # How a clinic records doses: both systems (the pipeline must dedupe), EHR only, dosing log only.
 _RECORDING = ("both", "ehr", "log", "both", "both", "ehr", "both", "log", "both", "both", "ehr", "both")
 
@@ -66,6 +75,8 @@ class Clinic:
     recording: str              # both | ehr | log
     uses_cadss6: bool           # some clinics score the 6-item CADSS
     interpretation_style: bool  # contraindication in Observation.interpretation instead of component
+    time_zone: str = "UTC"      # IANA zone, sent as the FHIR timezone extension
+    evening_hours: bool = False  # some sessions start 16:00-19:45 local time
     prescribers: list[Staff] = field(default_factory=list)
     therapists: list[Staff] = field(default_factory=list)
 
@@ -105,7 +116,8 @@ def build_network(rng: random.Random, patients: int) -> Network:
         name, street, city, state, zip_, area, off, towns = _CATALOGUE[i]
         c = Clinic(id=f"clinic-{i + 1:02d}", name=name, street=street, city=city, state=state, zip=zip_,
                    area_code=area, utc_offset=off, towns=towns, recording=_RECORDING[i],
-                   uses_cadss6=(i % 4 == 2), interpretation_style=(i % 2 == 1))
+                   uses_cadss6=(i % 4 == 2), interpretation_style=(i % 2 == 1),
+                   time_zone=_ZONES[city], evening_hours=(i == _EVENING_CLINIC))
         for k in range(rng.randint(2, 3)):
             g, f, sex = _person(rng)
             c.prescribers.append(Staff(f"pr-{i + 1:02d}-{k + 1:02d}", g, f, sex, "prescriber",
