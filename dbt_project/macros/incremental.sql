@@ -1,7 +1,8 @@
 {#- Incremental builds that stay equal to a full rebuild (README: "Incremental models").
 
     Each incremental model keeps a row in staging.kap_incremental_state: a fingerprint of what it
-    was built with (the checksums of the project's model files, the vars, as_of; macro code is not in the
+    was built with (the checksums of the project's model files, the vars, as_of, the clinics' time
+    zones for models dated on local days; macro code is not in the
     dbt graph: after changing a macro, build once with --full-refresh) and the event log's
     max(ingested_at) at that build ("ingested_through"). A build is a DELTA only when
       - the table exists and --full-refresh is not given (dbt's is_incremental()),
@@ -38,6 +39,13 @@
     {%- do parts.append('episode_gap_days=' ~ var('episode_gap_days')) -%}
     {%- do parts.append('dropout_days=' ~ var('dropout_days')) -%}
     {%- do parts.append('dose_match=' ~ var('dose_match_hours', 12) ~ '/' ~ var('dose_match_rounds', 3)) -%}
+    {#- a model dated on the clinics' local days (it names int_clinic_time_zones in a depends_on
+        comment) is rebuilt in full when any clinic's time zone changes -#}
+    {%- if execute and model is defined and 'model.kap.int_clinic_time_zones' in model.depends_on.nodes -%}
+        {%- set zones = run_query("select coalesce(string_agg(clinic_id || '=' || time_zone, ',' order by clinic_id), '') from "
+                                  ~ ref('int_clinic_time_zones')) -%}
+        {%- do parts.append('time_zones=' ~ zones.rows[0][0] ~ ';default=' ~ default_time_zone()) -%}
+    {%- endif -%}
     {{ return(local_md5(parts | join('\n'))) }}
 {%- endmacro %}
 

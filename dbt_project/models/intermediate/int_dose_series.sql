@@ -19,6 +19,7 @@
     post_hook="{{ kap_incremental_mark() }}",
 ) }}
 -- depends_on: {{ source('raw', 'events') }}
+-- depends_on: {{ ref('int_clinic_time_zones') }}
 with doses as (
     select
         d.*,

@@ -9,6 +9,7 @@
     post_hook="{{ kap_incremental_mark() }}",
 ) }}
 -- depends_on: {{ source('raw', 'events') }}
+-- depends_on: {{ ref('int_clinic_time_zones') }}
 select
     dose_key,
     episode_key,
