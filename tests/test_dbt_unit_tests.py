@@ -17,6 +17,9 @@ EXPECTED = {
     "monitoring_completeness_and_bp_rise",
     "phase_transitions_in_time_order",
     "integration_outcomes_bands_durability_boosters_and_small_cells",
+    "care_continuity_indices_single_therapist_even_split_switch_and_too_few_sessions",
+    "staff_weekly_sessions_chair_minutes_caseload_and_missed_appointments",
+    "care_team_outcomes_bands_assessed_only_and_complementary_suppression",
 }
 
 
