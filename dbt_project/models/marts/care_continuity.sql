@@ -129,36 +129,44 @@ induction_switches as (
     group by d.episode_key
 ),
 
+first_contacts as (
+    select patient_key, staff_id, min(contact_at) as first_at
+    from contacts
+    group by patient_key, staff_id
+),
+
 post_dose_integrations as (
     select
         t.episode_key,
         count(*) as integrations,
-        sum(case when exists (
-                select 1 from contacts as c
-                where c.patient_key = t.patient_key
-                  and c.staff_id = t.staff_id
-                  and c.contact_at < t.contact_at
-            ) then 1 else 0 end) as with_known_therapist
+        sum(case when f.first_at < t.contact_at then 1 else 0 end) as with_known_therapist
     from therapy as t
     inner join dose_span as d on d.episode_key = t.episode_key
+    inner join first_contacts as f on f.patient_key = t.patient_key and f.staff_id = t.staff_id
     where t.session_type = 'integration' and t.contact_at >= d.first_dose_at
     group by t.episode_key
 ),
 
-coordinated as (
+dose_handoffs as (
     select
         d.episode_key,
-        count(*) as doses,
-        sum(case when exists (
-                select 1 from therapy as t
-                inner join usual as u on u.episode_key = t.episode_key and u.usual_therapist_id = t.staff_id
-                where t.episode_key = d.episode_key
-                  and t.session_type = 'integration'
-                  and t.contact_at >= d.start_at
-                  and t.contact_at <= d.start_at + interval '72 hours'
-            ) then 1 else 0 end) as coordinated_doses
+        d.dose_key,
+        max(case when t.contact_key is not null then 1 else 0 end) as is_coordinated
     from doses as d
-    group by d.episode_key
+    left join usual as u on u.episode_key = d.episode_key
+    left join therapy as t
+        on t.episode_key = d.episode_key
+        and t.staff_id = u.usual_therapist_id
+        and t.session_type = 'integration'
+        and t.contact_at >= d.start_at
+        and t.contact_at <= d.start_at + interval '72 hours'
+    group by d.episode_key, d.dose_key
+),
+
+coordinated as (
+    select episode_key, count(*) as doses, sum(is_coordinated) as coordinated_doses
+    from dose_handoffs
+    group by episode_key
 )
 
 select
@@ -177,7 +185,7 @@ select
          when i.n_sessions = 1 then 'under_2_sessions'
          when 4 * i.usual_sessions >= 3 * i.n_sessions then 'upc_75_plus'
          else 'upc_under_75' end as continuity_band,
-    pi.is_integrated_by_preparer and pi.has_preparer as is_integrated_by_preparer,
+    pi.is_integrated_by_preparer,
     sw.has_therapist_switch_in_induction,
     coalesce(pd.integrations, 0) as post_dose_integrations,
     case when pd.integrations > 0
