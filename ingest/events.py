@@ -165,6 +165,30 @@ CATALOGUE: tuple[EventType, ...] = (
               {"document_id": "string", "type_code": "string: LOINC document type",
                "status": "string", "content_type": "string: MIME type",
                "content_length": "integer: decoded bytes", "version_id": "string"}),
+    EventType("staff_registered", 1, "ehr", "Practitioner",
+              "A member of staff. Only the id, identifiers (to resolve conditional references) and a "
+              "role read from the qualification are kept: never a name, telecom or address.",
+              {"staff_id": "string: Practitioner.id",
+               "identifiers": "list of strings: 'system|value' of Practitioner.identifier (e.g. NPI); "
+                              "restricted zone only, never published",
+               "qualification_role": "string: prescriber | dosing_clinician | therapist, from "
+                                     "Practitioner.qualification (the local fallback), or null",
+               "is_active": "boolean: Practitioner.active (absent = true)",
+               "version_id": "string: meta.versionId"}),
+    EventType("staff_role_recorded", 1, "ehr", "PractitionerRole",
+              "A role a member of staff holds at a clinic, mapped to prescriber | dosing_clinician | "
+              "therapist | other from its SNOMED occupation, NUCC taxonomy, HL7 role or local code.",
+              {"role_id": "string: PractitionerRole.id",
+               "staff_ref": "string: the Practitioner it names (id, or identifier value of a conditional "
+                            "or logical reference)",
+               "clinic_id": "string: organization id",
+               "role": "string: prescriber | dosing_clinician | therapist | other",
+               "role_source": "string: local | snomed | nucc | hl7 (the code that decided), unmapped "
+                              "(codes, none known), none (no code)",
+               "role_code": "string: the 'system|code' that decided the role",
+               "is_active": "boolean: PractitionerRole.active (absent = true)",
+               "start_at": "timestamp (UTC): period.start", "end_at": "timestamp (UTC): period.end",
+               "version_id": "string: meta.versionId"}),
     EventType("dose_administered", 1, "dosing", "dosing-log row",
               "A dosing session as the dosing room logged it, with vitals and scales.",
               {"dosing_id": "string", "clinic_id": "string", "route": "string: IV | IM | IN | SL | PO",

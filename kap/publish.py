@@ -28,6 +28,8 @@ FORBIDDEN_COLUMNS = frozenset({
     "patient_mrn", "mrn", "ssn", "name", "first_name", "last_name", "given_name", "family_name",
     "patient_name", "phone", "telecom", "email", "address", "address_line", "street", "birth_date",
     "birthdate", "text", "note_text", "raw_record",
+    # staff appear only by id and role: no staff name or identifier (NPI, licence)
+    "npi", "identifiers", "staff_name", "practitioner_name", "staff_identifier", "licence", "license",
 })
 
 

@@ -152,6 +152,40 @@ def _outcome_status(con) -> str:
             "in the denominator.</p>" + table)
 
 
+def _caseload(con) -> Section:
+    """Per clinic, each therapist's active caseload by week (staff_weekly): one panel per clinic.
+    A caseload of 5 or fewer episodes is left out of the chart and shown as '<=5' in the table."""
+    import matplotlib.pyplot as plt
+
+    if not _has(con, "staff_weekly"):
+        return Section("Caseload by clinic", "<p>staff_weekly was not published.</p>")
+    rows = con.execute("""
+        SELECT clinic_id, staff_id, week_start, active_caseload FROM staff_weekly
+        WHERE staff_role = 'therapist' ORDER BY clinic_id, staff_id, week_start""").fetchall()
+    clinics = sorted({r[0] for r in rows})
+    if not clinics:
+        return Section("Caseload by clinic", "<p>No therapist has a recorded contact yet.</p>")
+    fig, axes = plt.subplots(len(clinics), 1, figsize=(7, 2.2 * len(clinics)), sharex=True, squeeze=False)
+    for ax, clinic in zip(axes[:, 0], clinics):
+        for staff in sorted({r[1] for r in rows if r[0] == clinic}):
+            series = [(w, n if n > SMALL_CELL else None) for c, s, w, n in rows if c == clinic and s == staff]
+            ax.plot([w for w, _ in series], [n for _, n in series], marker=".", linewidth=1, label=staff)
+        ax.set_title(f"{clinic}: active caseload per therapist (episodes seen in the last 30 days)", fontsize=9)
+        ax.set_ylabel("episodes")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=6, ncol=3, loc="upper left", frameon=False)
+    fig.autofmt_xdate()
+    latest = con.execute("""
+        WITH last AS (SELECT clinic_id, max(week_start) AS week_start FROM staff_weekly
+                      WHERE staff_role = 'therapist' GROUP BY clinic_id)
+        SELECT w.clinic_id, w.week_start, count(*), sum(w.active_caseload), max(w.active_caseload)
+        FROM staff_weekly w JOIN last USING (clinic_id, week_start)
+        WHERE w.staff_role = 'therapist' GROUP BY ALL ORDER BY w.clinic_id""").fetchall()
+    table = _table(["clinic", "latest week", "therapists active", "episodes in their caseloads", "largest caseload"],
+                   [[c, w, t, suppress(total), suppress(top)] for c, w, t, total, top in latest])
+    return Section("Caseload by clinic", _chart(_figure_uri(fig), "therapist caseload chart per clinic") + table)
+
+
 def _safety(con) -> Section:
     if not _has(con, "dosing_safety"):
         return Section("Safety", "<p>dosing_safety was not published.</p>")
@@ -209,7 +243,8 @@ def render(analytics: Path, run_id: str) -> str:
     try:
         published = con.execute("SELECT max(published_at), max(as_of) FROM publish_runs").fetchone() \
             if _has(con, "publish_runs") else (None, None)
-        sections = [_section(build, con) for build in (_funnel, _adherence, _response_curve, _safety, _data_quality)]
+        sections = [_section(build, con) for build in (_funnel, _adherence, _response_curve, _caseload, _safety,
+                                                 _data_quality)]
     finally:
         con.close()
     parts = [f"<h2>{html.escape(s.title)}</h2>{s.body}" for s in sections]

@@ -78,6 +78,7 @@ def describe(settings: Settings) -> str:
         tables = _tables(con)
         lines += _publish_lines(con, tables)
         lines += _headline_lines(con, tables)
+        lines += _care_team_lines(con, tables)
         lines.append(f"  quarantined: {_quarantined(settings)}")
         lines += _dq_lines(con, tables)
     finally:
@@ -144,6 +145,54 @@ def _outcome_lines(con) -> list[str]:
             f"  PHQ-9 outcome status: assessed {_num(counts.get('assessed', 0))}, "
             f"no follow-up score {_num(counts.get('no_followup', 0))}, "
             f"no baseline {_num(counts.get('no_baseline', 0))} (unknown outcomes are not counted as failures)"]
+def _care_team_lines(con, tables: set[str]) -> list[str]:
+    """Caseload in the latest week and continuity of therapy care (staff_weekly, care_continuity,
+    care_team_outcomes)."""
+    out = []
+    if "staff_weekly" in tables:
+        row = _row(con, """
+            SELECT max(week_start), count(*), median(active_caseload), max(active_caseload)
+            FROM staff_weekly
+            WHERE staff_role = 'therapist'
+              AND week_start = (SELECT max(week_start) FROM staff_weekly WHERE staff_role = 'therapist')""")
+        if row and row[1]:
+            out.append(f"  caseload (week of {row[0]}): {_num(row[1])} therapists, median {row[2]:.1f}, "
+                       f"largest {_num(row[3])} active episodes")
+        else:
+            out.append("  caseload: n/a (no therapist contact yet)")
+    else:
+        out.append("  caseload: n/a (staff_weekly not published)")
+    if "care_continuity" in tables:
+        row = _row(con, """
+            SELECT count(*), avg(CASE WHEN continuity_band = 'upc_75_plus' THEN 1.0 ELSE 0.0 END),
+                   avg(coc_index), avg(CASE WHEN is_integrated_by_preparer THEN 1.0
+                                            WHEN NOT is_integrated_by_preparer THEN 0.0 END)
+            FROM care_continuity WHERE therapy_sessions >= 2""")
+        if row and row[0]:
+            out.append(f"  continuity: usual therapist (UPC >= 0.75) in {_pct(row[1])} of {_num(row[0])} episodes "
+                       f"with 2+ therapy sessions, mean COC {row[2]:.2f}, prepared and first integrated by "
+                       f"the same therapist: {_pct(row[3])}")
+    if "care_team_outcomes" in tables:
+        bands = dict(_rows(con, """SELECT continuity_band, response_rate FROM care_team_outcomes
+                                   WHERE episode_route = 'all' AND NOT is_suppressed"""))
+        if bands:
+            out.append(f"  PHQ-9 response by continuity: UPC >= 0.75 {_pct(bands.get('upc_75_plus'))}, "
+                       f"below {_pct(bands.get('upc_under_75'))} (cells of 5 or fewer patients: n/a)")
+    return out
+
+
+def _row(con, sql: str):
+    try:
+        return con.execute(sql).fetchone()
+    except duckdb.Error:
+        return None
+
+
+def _rows(con, sql: str) -> list:
+    try:
+        return con.execute(sql).fetchall()
+    except duckdb.Error:
+        return []
 
 
 def _dq_lines(con, tables: set[str]) -> list[str]:

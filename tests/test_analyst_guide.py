@@ -92,15 +92,15 @@ def test_guide_pages_exist_and_hold_the_examples():
     for page in ("README.md", "questions.md", "tables.md"):
         assert (GUIDE / page).is_file(), page
     questions = [b for b in SQL_BLOCKS if b[0].startswith("questions.md:")]
-    assert len(questions) >= 10
+    assert len(questions) >= 12
     assert any(b[0].startswith("README.md:") for b in SQL_BLOCKS)
     assert PY_BLOCKS, "the README shows Python connections"
 
 
-def test_ten_questions_each_with_one_sql_block():
+def test_twelve_questions_each_with_one_sql_block():
     text = (GUIDE / "questions.md").read_text(encoding="utf-8")
     sections = re.split(r"^## (?=\d+\. )", text, flags=re.M)[1:]
-    assert len(sections) == 10
+    assert len(sections) == 12
     for section in sections:
         title = section.splitlines()[0]
         assert len(re.findall(r"^```sql\s*$", section, re.M)) == 1, title

@@ -23,6 +23,9 @@ EXPECTED = {
     "evening_dose_counts_on_the_clinics_local_day",
     "evening_appointments_count_on_the_clinics_local_day",
     "clinic_time_zone_from_fhir_then_setting_then_default",
+    "care_continuity_indices_single_therapist_even_split_switch_and_too_few_sessions",
+    "staff_weekly_sessions_chair_minutes_caseload_and_missed_appointments",
+    "care_team_outcomes_bands_assessed_only_and_complementary_suppression",
 }
 
 

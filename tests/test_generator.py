@@ -16,7 +16,7 @@ from kap.generator import generate
 from ingest.reasons import RECORD_REASONS
 
 SMALL = {"patients": 60, "days": 120, "seed": 11}
-CORE_TYPES = ("Patient", "Organization", "Location", "Practitioner", "ServiceRequest", "Appointment", "Encounter",
+CORE_TYPES = ("Patient", "Organization", "Location", "Practitioner", "PractitionerRole", "ServiceRequest", "Appointment", "Encounter",
               "EpisodeOfCare", "Condition", "Observation", "MedicationAdministration", "AdverseEvent", "Consent",
               "QuestionnaireResponse", "DocumentReference")
 ROUTES = {"47625008": "IV", "78421000": "IM", "46713006": "IN", "37161004": "SL", "26643006": "PO"}
@@ -342,6 +342,39 @@ def test_integration_sessions_mostly_follow_doses_within_72_hours(clinic300: Pat
     within = sum(g <= 72 for g in gaps) / len(gaps)
     assert 0.8 <= within < 1.0
     assert sum(g <= 30 for g in gaps) / len(gaps) > 0.6
+
+
+def test_every_practitioner_has_a_role_coded_in_a_standard_or_the_local_system(clinic300: Path) -> None:
+    practitioners = {p["id"] for p in resources(clinic300, "Practitioner")}
+    roles = resources(clinic300, "PractitionerRole")
+    assert {r["practitioner"]["reference"].split("/", 1)[1] for r in roles} == practitioners
+    systems = collections.Counter(c["system"] for r in roles for cc in r.get("code", []) + r.get("specialty", [])
+                                  for c in cc["coding"])
+    assert {"http://snomed.info/sct", "http://nucc.org/provider-taxonomy",
+            "http://kap-pipeline.example/fhir/CodeSystem/kap"} <= set(systems)
+    assert all(r.get("code") or r.get("specialty") for r in roles)
+
+
+def test_patients_keep_a_usual_therapist_with_some_switches(clinic300: Path) -> None:
+    """Each patient's preparation, integration and psychotherapy sessions (Encounter participants)
+    are mostly with one therapist; a minority see a second one (leave, reassignment, cover)."""
+    by_patient: dict[str, list[str]] = collections.defaultdict(list)
+    for e in resources(clinic300, "Encounter"):
+        kinds = {c["code"] for t in e["type"] for c in t["coding"]}
+        if kinds & {"preparation", "integration", "psychotherapy"} and e["status"] == "finished":
+            who = e["participant"][0]["individual"]["reference"]
+            assert who.startswith("Practitioner/th-")
+            by_patient[e["subject"]["reference"]].append(who)
+    upc = [collections.Counter(ws).most_common(1)[0][1] / len(ws) for ws in by_patient.values() if len(ws) >= 2]
+    assert len(upc) > 100
+    switched = sum(u < 1 for u in upc) / len(upc)
+    assert 0.1 <= switched <= 0.6
+    assert sum(u >= 0.75 for u in upc) / len(upc) >= 0.6
+
+
+def test_dosing_sessions_are_supervised_by_nurses_or_prescribers(clinic300: Path) -> None:
+    clinicians = collections.Counter(row["clinician_id"].split("-")[0] for row in dosing_rows(clinic300))
+    assert set(clinicians) == {"rn", "pr"} and clinicians["rn"] > clinicians["pr"]
 
 
 # --- faults ------------------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ _QUAR = """SELECT f.path, q.line_number, q.reason_code, q.detail, q.raw_record
 
 def test_file_resource_types():
     assert fhir.file_resource_types("Observation.000.ndjson") == ("Observation",)
-    assert fhir.file_resource_types("Practitioner.000.ndjson") == ()
+    assert fhir.file_resource_types("Practitioner.000.ndjson") == ("Practitioner",)
+    assert fhir.file_resource_types("Medication.000.ndjson") == ()
     assert fhir.file_resource_types("bulk-export_1.ndjson") is None
 
 

@@ -140,11 +140,15 @@ def test_corrections_in_dosing_and_notes(ingested, tmp_path):
                  "AND source_record_id = 'd-1' ORDER BY recorded_at DESC LIMIT 1") == [("record_retracted", "void")]
 
 
-def test_unknown_resource_types_are_ignored_and_counted(ingested):
+def test_practitioner_becomes_a_staff_event_without_its_name(ingested):
+    """Practitioner is read (staff for the care-team marts): one event with the id, no name."""
     s, r = ingested
     prac = [f for f in r.files if f.path.endswith("Practitioner.000.ndjson")][0]
-    assert (prac.status, prac.records_read, prac.records_ignored, prac.events_added) == ("ingested", 1, 1, 0)
-    assert _q(s, "SELECT records_ignored FROM raw.ingest_files WHERE path LIKE '%Practitioner%'") == [(1,)]
+    assert (prac.status, prac.records_read, prac.records_ignored, prac.events_added) == ("ingested", 1, 0, 1)
+    rows = _q(s, "SELECT event_type, patient_key, payload->>'$.staff_id', payload::VARCHAR FROM raw.events "
+                 "WHERE source_record_id = 'Practitioner/pr-1'")
+    assert [row[:3] for row in rows] == [("staff_registered", None, "pr-1")]
+    assert "Grimsby" not in rows[0][3] and "Ottoline" not in rows[0][3]
 
 
 def test_patient_keys_are_random_not_derived(tmp_path):

@@ -12,6 +12,10 @@ back from the generated landing files, then searched for:
 Also: no birth date (finer than the year) in analytics, ages > 89 only as 90+, random surrogate keys
 (not a hash of MRN or Patient.id, different in two fresh warehouses), and no restricted or
 intermediate schema/table in analytics.duckdb.
+
+Staff (Practitioner) are not patients, but the analytics file names them only by id and role: no
+staff name or identifier value (NPI) anywhere in it, and the care-team tables carry no staff column
+but the id and the role.
 """
 from __future__ import annotations
 
@@ -83,6 +87,27 @@ def read_identifiers(landing: Path) -> dict[str, set[str]]:
         for r in _json_lines(path):
             if isinstance(r.get("text"), str):
                 found["sentence"].update(_sentences(r["text"]))
+    return found
+
+
+def read_staff(landing: Path) -> dict[str, set[str]]:
+    """Staff names, identifier values (NPI) and ids the generator wrote into Practitioner resources."""
+    found: dict[str, set[str]] = {k: set() for k in ("name_token", "full_name", "identifier", "id")}
+    for path in sorted((landing / "ehr").glob("Practitioner.*.ndjson")):
+        for r in _json_lines(path):
+            if r.get("resourceType") != "Practitioner":
+                continue
+            if isinstance(r.get("id"), str):
+                found["id"].add(r["id"])
+            for n in r.get("name") or []:
+                given = [g for g in n.get("given") or [] if isinstance(g, str)]
+                family = n.get("family")
+                found["name_token"].update(t for t in [*given, family] if isinstance(t, str) and len(t) >= 3)
+                if given and isinstance(family, str):
+                    found["full_name"].add(f"{given[0]} {family}")
+            for ident in r.get("identifier") or []:
+                if isinstance(ident.get("value"), str):
+                    found["identifier"].add(ident["value"])
     return found
 
 
@@ -328,3 +353,56 @@ def test_scanner_finds_what_it_looks_for(landing, ids):
             assert _scan(con, "SELECT * FROM landing_lines", ids, (kind,)), kind
     finally:
         con.close()
+
+
+# ---- staff: only by id and role -------------------------------------------------------------------
+
+CARE_TEAM_TABLES = ("care_team", "care_continuity", "staff_weekly", "care_team_outcomes")
+# the only columns of the care-team tables that speak of staff
+STAFF_COLUMNS = {"staff_id", "staff_role", "staff_week_key", "usual_therapist_id", "is_usual_therapist", "usual_therapist_sessions",
+                 "distinct_therapists", "is_integrated_by_preparer", "has_therapist_switch_in_induction",
+                 "integration_known_therapist_share"}
+
+
+@pytest.fixture(scope="module")
+def staff(landing) -> dict[str, set[str]]:
+    found = read_staff(landing)
+    assert len(found["id"]) >= 20 and len(found["identifier"]) >= 20 and found["full_name"]
+    return found
+
+
+def test_analytics_holds_no_staff_name_or_identifier(published, staff, landing):
+    con = _connect(published.analytics)
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert set(CARE_TEAM_TABLES) <= tables
+        cols = _text_columns(con)
+        union = " UNION ALL ".join(
+            f"SELECT '{t}.{c}' AS \"where\", \"{c}\"::VARCHAR AS hay FROM \"{s}\".\"{t}\"" for s, t, c in cols)
+        hits = _scan(con, union, staff, ("name_token", "full_name", "identifier"), mask=_clinic_names(landing))
+    finally:
+        con.close()
+    assert hits == []
+
+
+def test_care_team_tables_name_staff_only_by_id_and_role_and_patients_only_by_key(published, staff):
+    con = _connect(published.analytics)
+    try:
+        for table in CARE_TEAM_TABLES:
+            cols = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+            staffish = {c for c in cols if any(w in c for w in ("staff", "therapist", "practitioner", "clinician",
+                                                               "prescriber", "npi", "name"))}
+            assert staffish <= STAFF_COLUMNS, (table, sorted(staffish - STAFF_COLUMNS))
+            patientish = {c for c in cols if "patient" in c or c in ("mrn", "ssn", "subject")}
+            assert patientish <= {"patient_key", "patients", "responding_patients"}, (table, sorted(patientish))
+        ids = {r[0] for r in con.execute(
+            "SELECT staff_id FROM care_team UNION SELECT staff_id FROM staff_weekly "
+            "UNION SELECT usual_therapist_id FROM care_continuity WHERE usual_therapist_id IS NOT NULL").fetchall()}
+        roles = {r[0] for r in con.execute(
+            "SELECT staff_role FROM care_team UNION SELECT staff_role FROM staff_weekly").fetchall()}
+    finally:
+        con.close()
+    assert ids and ids <= staff["id"]            # Practitioner ids, never an NPI or a name
+    assert not ids & staff["identifier"]
+    assert roles <= {"prescriber", "dosing_clinician", "therapist", "other"} and "therapist" in roles

@@ -96,6 +96,9 @@ def test_summary_reports_figures_and_dq(warehouse_with_marts):
     assert "induction completed: 100.0 %" in text
     assert "PHQ-9 response: 100.0 %" in text
     assert "quarantined: 1 records" in text
+    assert "caseload (week of 2025-01-06): 1 therapists, median 3.0, largest 3 active episodes" in text
+    assert ("continuity: usual therapist (UPC >= 0.75) in 100.0 % of 1 episodes with 2+ therapy sessions, "
+            "mean COC 1.00, prepared and first integrated by the same therapist: 100.0 %") in text
     assert "marts:" in text and "warnings" in text
     assert str(settings.warehouse) in text and str(settings.airflow_home) in text
 

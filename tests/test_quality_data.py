@@ -183,6 +183,18 @@ GOOD_MARTS: dict[str, dict[str, Any]] = {
     "integration_outcomes": {
         "cell_key": "IV:80_plus", "episode_route": "IV", "integration_band": "80_plus", "instrument": "phq9",
         "patients": 7, "episodes": 7, "responders": 6, "response_rate": 0.857, "is_suppressed": False},
+    "care_team": {
+        "care_team_key": "ep-1:th-1", "episode_key": "ep-1", "staff_id": "th-1", "staff_role": "therapist",
+        "therapy_sessions": 3, "is_usual_therapist": True},
+    "care_continuity": {
+        "episode_key": "ep-1", "therapy_sessions": 3, "upc_index": 1.0, "coc_index": 1.0,
+        "continuity_band": "upc_75_plus", "is_integrated_by_preparer": True},
+    "staff_weekly": {
+        "staff_week_key": "clinic-1:th-1:2025-01-06", "clinic_id": "clinic-1", "staff_id": "th-1",
+        "staff_role": "therapist", "active_caseload": 3, "chair_minutes": 0, "week_start": dt.date(2025, 1, 6)},
+    "care_team_outcomes": {
+        "cell_key": "IV:upc_75_plus", "episode_route": "IV", "continuity_band": "upc_75_plus",
+        "patients": 7, "response_rate": 0.571, "is_suppressed": False},
 }
 
 
@@ -275,6 +287,9 @@ MART_CONDITION_FAULTS: dict[str, dict[str, Any]] = {
     "marts_clinic_daily_counts_not_negative": {"chair_minutes": -5},
     "marts_clinic_daily_not_after_as_of": {"activity_date": dt.date(2030, 1, 1)},
     "marts_integration_outcomes_small_cells_suppressed": {"patients": 4},
+    "marts_care_team_usual_therapist_has_therapy": {"therapy_sessions": 0},
+    "marts_care_continuity_coc_needs_two_sessions": {"therapy_sessions": 1},
+    "marts_care_team_outcomes_small_cells_suppressed": {"patients": 4},
 }
 
 _EQUALS = re.compile(r"^\s*(\w+)\s*=\s*'([^']*)'\s*$")

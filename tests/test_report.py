@@ -68,14 +68,16 @@ def test_report_charts_are_drawn_by_a_headless_browser(report: Path, tmp_path: P
     assert found, "the page's load handler did not run"
     images = json.loads(found.group(1).replace("&quot;", '"'))
     alts = {alt for alt, *_ in images}
-    assert {"pathway funnel bar chart", "weekly adherence line chart", "PHQ-9 response curve"} <= alts
+    assert {"pathway funnel bar chart", "weekly adherence line chart", "PHQ-9 response curve",
+            "therapist caseload chart per clinic"} <= alts
     for alt, complete, width, height in images:
         assert complete and width > 100 and height > 100, f"chart {alt!r} was not drawn ({width}x{height})"
 
 
 def test_report_shows_the_sections_an_analyst_reads(report: Path):
     page = report.read_text(encoding="utf-8")
-    for heading in ("Pathway funnel", "Adherence by week", "PHQ-9 response", "Safety flags", "Data quality"):
+    for heading in ("Pathway funnel", "Adherence by week", "PHQ-9 response", "Caseload by clinic", "Safety flags",
+                    "Data quality"):
         assert f"<h2>{heading}</h2>" in page
     assert "Could not be drawn" not in page
 

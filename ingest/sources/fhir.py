@@ -22,7 +22,7 @@ from ingest.sources import KAP_SYSTEM, Context, first_failure, select_columns, s
 READ_TYPES = (
     "Patient", "Organization", "Location", "ServiceRequest", "Appointment", "Encounter",
     "EpisodeOfCare", "Condition", "Observation", "MedicationAdministration", "AdverseEvent",
-    "Consent", "QuestionnaireResponse", "DocumentReference",
+    "Consent", "QuestionnaireResponse", "DocumentReference", "Practitioner", "PractitionerRole",
 )
 
 _V = "VARCHAR"
@@ -53,6 +53,9 @@ STRUCTURE = {
     "suspectEntity": _J, "dateTime": _V, "questionnaire": _V, "authored": _V, "item": _J,
     "content": _J, "identifier": _J, "birthDate": _V, "gender": _V, "address": _J,
     "deceasedBoolean": _V, "deceasedDateTime": _V, "name": _J,
+    # staff (Practitioner, PractitionerRole): no name is ever read
+    "practitioner": _REF, "organization": {"reference": _V}, "specialty": _J, "qualification": _J,
+    "active": _V,
 }
 
 LOINC = "http://loinc.org"
@@ -82,6 +85,34 @@ ROUTES = {"47625008": "IV", "78421000": "IM", "46713006": "IN", "37161004": "SL"
 DOSE_RANGE = {"IV": (1, 200), "IM": (1, 200), "IN": (28, 84), "SL": (10, 500), "PO": (10, 500)}
 CONTRAINDICATIONS = ["38341003", "56265001", "69322001", "77386006", "66214007"]
 
+# Staff roles (docs/inputs.md): prescriber | dosing_clinician | therapist | other, from the codes of
+# PractitionerRole.code and .specialty; first matching row wins. Patterns are full regular
+# expressions over 'system|code'. A staff member whose roles carry none of these codes falls back to
+# Practitioner.qualification (degree or licence, code or text; `STAFF_QUALIFICATIONS`).
+NUCC = "http://nucc.org/provider-taxonomy"
+PRACTITIONER_ROLE = "http://terminology.hl7.org/CodeSystem/practitioner-role"
+STAFF_ROLES: tuple[tuple[str, str, str], ...] = (
+    # (role, source, pattern)
+    ("prescriber", "local", re.escape(f"{K}|prescriber")),
+    ("dosing_clinician", "local", re.escape(f"{K}|dosing-clinician")),
+    ("therapist", "local", re.escape(f"{K}|therapist")),
+    ("other", "local", re.escape(f"{K}|other")),
+    ("dosing_clinician", "snomed", re.escape(SNOMED) + r"\|(224535009|88189002)"),   # registered nurse, anesthesiologist
+    ("prescriber", "snomed", re.escape(SNOMED) + r"\|(80584001|309343006|224571005)"),  # psychiatrist, physician, NP
+    ("therapist", "snomed", re.escape(SNOMED) + r"\|(59944000|224588003)"),          # psychologist, psychotherapist
+    ("dosing_clinician", "nucc", re.escape(NUCC) + r"\|(207L|3675|163W|164W)\w*"),  # anesthesiology, CRNA, RN, LPN
+    ("prescriber", "nucc", re.escape(NUCC) + r"\|(2084|207Q|207R|208D|363L|363A)\w*"),  # psychiatry, physicians, NP, PA
+    ("therapist", "nucc", re.escape(NUCC) + r"\|(103T|1041|106H|101Y)\w*"),         # psychologist, social worker, MFT, counselor
+    ("prescriber", "hl7", re.escape(f"{PRACTITIONER_ROLE}|doctor")),
+    ("dosing_clinician", "hl7", re.escape(f"{PRACTITIONER_ROLE}|nurse")),
+)
+# Practitioner.qualification (v2-0360 degree code, or text): the local fallback
+STAFF_QUALIFICATIONS: tuple[tuple[str, str], ...] = (
+    ("prescriber", "MD|DO|NP|PMHNP|APRN|PA|PA-C"),
+    ("dosing_clinician", "RN|CRNA|LPN|BSN|MSN"),
+    ("therapist", "PHD|PSYD|LCSW|LICSW|LMSW|MSW|LMFT|LPC|LPCC|LMHC"),
+)
+
 STATUS_SETS = {
     "Observation": ["registered", "preliminary", "final", "amended", "corrected", "cancelled",
                     "entered-in-error", "unknown"],
@@ -107,6 +138,25 @@ def _lst(items) -> str:
 
 def _obj(fields: dict[str, str]) -> str:
     return "json_object(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+
+
+def _staff_role_case(sc: str, column: int) -> str:
+    """CASE over a list of 'system|code' strings -> STAFF_ROLES' role (column 0), source (1) or the
+    matched 'system|code' (2); NULL when no row matches."""
+    def hit(pattern: str) -> str:
+        return f"list_filter({sc}, lambda x: regexp_full_match(x, {sql_str(pattern)}))"
+    whens = " ".join(
+        f"WHEN len({hit(pat)}) > 0 THEN " + (f"{hit(pat)}[1]" if column == 2 else sql_str((role, src)[column]))
+        for role, src, pat in STAFF_ROLES)
+    return f"CASE {whens} END"
+
+
+def _qualification_role(quals: str) -> str:
+    """CASE over qualification codes/texts (upper case, dots removed) -> STAFF_QUALIFICATIONS' role."""
+    whens = " ".join(
+        f"WHEN len(list_filter({quals}, lambda x: regexp_full_match(x, {sql_str('(' + alts + ')')}))) > 0 "
+        f"THEN {sql_str(role)}" for role, alts in STAFF_QUALIFICATIONS)
+    return f"CASE {whens} END"
 
 
 MACROS = rf"""
@@ -232,6 +282,7 @@ def records_sql(ctx: Context) -> str:
         ("NOT retract AND occurred_field IS NOT NULL AND occurred_raw IS NULL", "missing_required_field",
          "occurred_field"),
         miss("code IS NULL AND NOT retract", "code", ["Condition", "Observation"]),
+        miss("staff_ref IS NULL AND NOT retract", "practitioner", ["PractitionerRole"]),
         miss("event IS NULL AND NOT retract", "event", ["AdverseEvent"]),
         miss("med_sc IS NULL AND NOT retract", "medication[x]", ["MedicationAdministration"]),
         ("kap_bad_ts(occurred_raw)", "wrong_type", "coalesce(occurred_field, 'date')"),
@@ -300,6 +351,8 @@ def records_sql(ctx: Context) -> str:
         WHEN rtype = 'Consent' THEN 'consent_recorded'
         WHEN rtype = 'QuestionnaireResponse' THEN 'questionnaire_answered'
         WHEN rtype = 'DocumentReference' THEN 'ehr_document_recorded'
+        WHEN rtype = 'Practitioner' THEN 'staff_registered'
+        WHEN rtype = 'PractitionerRole' THEN 'staff_role_recorded'
     END"""
 
     iso = "kap_iso"
@@ -402,6 +455,19 @@ def records_sql(ctx: Context) -> str:
                               "(length(json_extract_string(j.content, '$[0].attachment.data')) * 3) // 4 "
                               "- length(regexp_extract(json_extract_string(j.content, '$[0].attachment.data'), '=*$')))",
             "version_id": "vid"})}
+        WHEN rtype = 'Practitioner' THEN {_obj({
+            "staff_id": "rid",
+            "identifiers": "list_transform(json_extract(j.identifier, '$[*]'), lambda i: coalesce(i->>'$.system', '') || '|' || (i->>'$.value'))",
+            "qualification_role": _qualification_role("staff_quals"),
+            "is_active": "coalesce(j.active, 'true') <> 'false'", "version_id": "vid"})}
+        WHEN rtype = 'PractitionerRole' THEN {_obj({
+            "role_id": "rid", "staff_ref": "staff_ref",
+            "clinic_id": "kap_ref_id(j.organization.reference)",
+            "role": f"coalesce({_staff_role_case('sc', 0)}, 'other')",
+            "role_source": f"coalesce({_staff_role_case('sc', 1)}, CASE WHEN len(sc) > 0 THEN 'unmapped' ELSE 'none' END)",
+            "role_code": _staff_role_case("sc", 2),
+            "is_active": "coalesce(j.active, 'true') <> 'false'",
+            "start_at": f"{iso}(kap_ts(j.period.start))", "end_at": f"{iso}(end_at)", "version_id": "vid"})}
     END"""
     payload = _prune_branches(payload, types)
 
@@ -415,7 +481,7 @@ def records_sql(ctx: Context) -> str:
         "version_key": "coalesce('v:' || vid, 'u:' || kap_iso(lu), 'h:' || md5(line))",
         "ref_kind": "CASE WHEN rtype = 'Patient' THEN 'fhir' ELSE coalesce(kap_ref_kind(pref), CASE WHEN pref_mrn IS NOT NULL THEN 'mrn' END) END",
         "ref_value": "CASE WHEN rtype = 'Patient' THEN rid ELSE coalesce(kap_ref_value(pref), pref_mrn) END",
-        "needs_patient": "rtype NOT IN ('Patient', 'Organization', 'Location') AND NOT (retract AND pref IS NULL AND pref_mrn IS NULL)",
+        "needs_patient": "rtype NOT IN ('Patient', 'Organization', 'Location', 'Practitioner', 'PractitionerRole') AND NOT (retract AND pref IS NULL AND pref_mrn IS NULL)",
         "occurred_at": "coalesce(occurred_at, lu, $ingested_at)",
         "recorded_at": "coalesce(lu, $ingested_at)",
         "check_time": "(occurred_at IS NOT NULL AND NOT retract)",
@@ -461,13 +527,21 @@ WITH parsed AS (
         CASE j.resourceType
             WHEN 'Observation' THEN j.effectivePeriod."end" WHEN 'Appointment' THEN j."end"
             WHEN 'Encounter' THEN j.period."end" WHEN 'EpisodeOfCare' THEN j.period."end"
-            WHEN 'MedicationAdministration' THEN j.effectivePeriod."end" END AS end_raw,
+            WHEN 'MedicationAdministration' THEN j.effectivePeriod."end"
+            WHEN 'PractitionerRole' THEN j.period."end" END AS end_raw,
         CASE j.resourceType
             WHEN 'Observation' THEN kap_sc_typed(j.code) WHEN 'Condition' THEN kap_sc_typed(j.code)
             WHEN 'ServiceRequest' THEN kap_sc_typed(j.code) WHEN 'AdverseEvent' THEN kap_sc(j.event)
             WHEN 'Encounter' THEN kap_sc_list(j.type)
             WHEN 'Appointment' THEN list_concat(kap_sc(j.appointmentType), kap_sc_list(j.serviceType))
+            WHEN 'PractitionerRole' THEN list_concat(kap_sc_list(json_extract(line, '$.code')), kap_sc_list(j.specialty))
             ELSE [] END AS sc,
+        CASE WHEN j.resourceType = 'PractitionerRole' THEN coalesce(
+            kap_ref_id(j.practitioner.reference), nullif(j.practitioner.identifier.value, '')) END AS staff_ref,
+        CASE WHEN j.resourceType = 'Practitioner' THEN list_transform(list_concat(
+            json_extract_string(j.qualification, '$[*].code.coding[*].code'),
+            json_extract_string(j.qualification, '$[*].code.text')),
+            lambda q: upper(replace(trim(q), '.', ''))) END AS staff_quals,
         CASE WHEN j.resourceType = 'Patient' THEN
             list_filter(json_extract(j.identifier, '$[*]'),
                         lambda x: list_contains(json_extract_string(x, '$.type.coding[*].code'), 'MR'))[1]->>'$.value'

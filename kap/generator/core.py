@@ -11,7 +11,7 @@ from .dosing import CSV_COLUMNS, csv_row
 from .faults import FaultInjector, RecordContext
 from .fhir import PatientFhir, network_resources
 from .model import simulate_patient
-from .network import build_network
+from .network import add_care_team, build_network
 from .notes import note_record
 
 DOSING_FILE = "dosing/dosing_log.csv"
@@ -87,6 +87,7 @@ def generate(out_dir: Path, patients: int = 200, days: int = 180, seed: int = 42
 
     cutoff = dt.datetime.combine(start + dt.timedelta(days=days), dt.time())
     net = build_network(random.Random(f"kap:{seed}:network"), patients)
+    add_care_team(net, random.Random(f"kap:{seed}:care-team"), start, days)
     faults = FaultInjector(fault_rate, seed, patients, cutoff)
     files = _Files(out)
     csv_header = faults.csv_line(list(CSV_COLUMNS))
@@ -99,7 +100,8 @@ def generate(out_dir: Path, patients: int = 200, days: int = 180, seed: int = 42
     pending_progress = 0
     for index in range(patients):
         rng = random.Random(f"kap:{seed}:patient:{index}")
-        story = simulate_patient(index, rng, net, start, days)
+        story = simulate_patient(index, rng, net, start, days,
+                                 team_rng=random.Random(f"kap:{seed}:care-team:{index}"))
         ctx = RecordContext(story.person.birth_date.year)
 
         def emit(res: dict) -> None:

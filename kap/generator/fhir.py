@@ -55,7 +55,7 @@ def _name(given: str, family: str, middle: str | None = None, suffix: str | None
 
 
 def network_resources(net: Network, start: dt.date) -> list[dict]:
-    """Organization + Location per clinic (same id) and every Practitioner (a type ingest ignores)."""
+    """Organization + Location per clinic (same id), every Practitioner and one PractitionerRole each."""
     out: list[dict] = []
     when = dt.datetime.combine(start - dt.timedelta(days=90), dt.time(9))
     for i, c in enumerate(net.clinics):
@@ -83,7 +83,43 @@ def network_resources(net: Network, start: dt.date) -> list[dict]:
                     "identifier": [{"system": NPI_SYSTEM, "value": s.npi}], "active": True,
                     "name": _name(s.given, s.family, suffix=s.qualification), "gender": s.gender,
                     "qualification": [{"code": {"text": s.qualification}}]})
+    for s in net.staff():
+        off = next((c.offset for c in net.clinics if c.id == s.clinic_id), "-05:00")
+        role: dict = {"resourceType": "PractitionerRole", "id": f"role-{s.id}", "meta": meta(1, when, off),
+                      "active": True, "practitioner": {"reference": f"Practitioner/{s.id}"}}
+        if s.clinic_id is not None:
+            role["organization"] = {"reference": f"Organization/{s.clinic_id}"}
+        code, specialty = _ROLE_CODES[(s.role, s.qualification)]
+        if code:
+            role["code"] = [concept(*code)]
+        if specialty:
+            role["specialty"] = [concept(*specialty)]
+        out.append(role)
     return out
+
+
+_SCT = "http://snomed.info/sct"
+_NUCC = "http://nucc.org/provider-taxonomy"
+_HL7_ROLE = "http://terminology.hl7.org/CodeSystem/practitioner-role"
+# (role, qualification) -> (PractitionerRole.code, .specialty): the code styles real EHRs send -
+# SNOMED CT occupations, NUCC taxonomy only, an HL7 role code, or only the local code system.
+_ROLE_CODES: dict[tuple[str, str], tuple[tuple | None, tuple | None]] = {
+    ("prescriber", "MD"): ((_SCT, "80584001", "Psychiatrist"), (_NUCC, "2084P0800X", "Psychiatry")),
+    ("prescriber", "DO"): ((_SCT, "80584001", "Psychiatrist"), (_NUCC, "2084P0800X", "Psychiatry")),
+    ("prescriber", "NP"): ((_SCT, "224571005", "Nurse practitioner"),
+                           (_NUCC, "363LP0808X", "Nurse Practitioner, Psych/Mental Health")),
+    ("prescriber", "CRNA"): ((KAP, "prescriber", "Prescriber"), (_NUCC, "367500000X", "Nurse Anesthetist, Certified Registered")),
+    ("dosing_nurse", "RN"): ((_SCT, "224535009", "Registered nurse"), (_NUCC, "163W00000X", "Registered Nurse")),
+    ("dosing_nurse", "CRNA"): (None, (_NUCC, "367500000X", "Nurse Anesthetist, Certified Registered")),
+    ("therapist", "PhD"): ((_SCT, "59944000", "Psychologist"), (_NUCC, "103TC0700X", "Psychologist, Clinical")),
+    ("therapist", "PsyD"): ((_SCT, "59944000", "Psychologist"), None),
+    ("therapist", "LCSW"): (None, (_NUCC, "1041C0700X", "Social Worker, Clinical")),
+    ("therapist", "LMFT"): (None, (_NUCC, "106H00000X", "Marriage & Family Therapist")),
+    ("therapist", "LPC"): ((KAP, "therapist", "Therapist"), None),
+    ("referrer", "MD"): ((_HL7_ROLE, "doctor", "Doctor"), None),
+    ("referrer", "DO"): ((_HL7_ROLE, "doctor", "Doctor"), None),
+    ("referrer", "NP"): ((_SCT, "224571005", "Nurse practitioner"), None),
+}
 
 
 class PatientFhir:

@@ -148,8 +148,10 @@ def _phq9_items(score: int, rng: random.Random) -> list[int]:
 
 
 class PatientSimulation:
-    def __init__(self, index: int, rng: random.Random, net: Network, start: dt.date, days: int) -> None:
+    def __init__(self, index: int, rng: random.Random, net: Network, start: dt.date, days: int,
+                 team_rng: random.Random | None = None) -> None:
         self.rng = rng
+        self.net = net
         self.start = start
         self.days = days
         clinic = net.clinics[pick(rng, list(enumerate(net.weights)))]
@@ -168,6 +170,44 @@ class PatientSimulation:
             therapist=rng.choice(clinic.therapists), prescriber=rng.choice(clinic.prescribers),
             modality=modality, diagnoses=dx)
         self._dose_no = 0
+        self._plan_team(team_rng if team_rng is not None else random.Random(f"kap:care-team:{index}"))
+
+    # --- the care team ------------------------------------------------------------------------
+    def _plan_team(self, team_rng: random.Random) -> None:
+        """Who will see the patient, drawn from its own random stream and from nothing about the
+        patient's course (no planted effect of continuity on outcomes): the usual therapist
+        (Story.therapist); for about 12 % a permanent reassignment to a colleague 2-17 weeks after
+        referral (caseload balancing, a poor fit); a fixed cover colleague while the usual therapist
+        is on leave (Network.leave); and about 6 % of sessions with another colleague (scheduling)."""
+        st = self.story
+        self.team_rng = team_rng
+        others = [t for t in st.clinic.therapists if t is not st.therapist]
+        self.cover = team_rng.choice(others) if others else st.therapist
+        self.reassign_day: dt.date | None = None
+        self.reassigned_to = st.therapist
+        if others and team_rng.random() < 0.12:
+            self.reassign_day = st.referral_at.date() + dt.timedelta(days=team_rng.randint(14, 120))
+            self.reassigned_to = team_rng.choice(others)
+
+    def therapist_on(self, day: dt.date) -> Staff:
+        """The therapist who leads a preparation, integration or psychotherapy session on `day`."""
+        st, r = self.story, self.team_rng
+        usual = st.therapist if self.reassign_day is None or day < self.reassign_day else self.reassigned_to
+        if self.net.away(usual, day):
+            free = [t for t in st.clinic.therapists if t is not usual and not self.net.away(t, day)]
+            return self.cover if self.cover in free or not free else r.choice(free)
+        if r.random() < 0.06:
+            others = [t for t in st.clinic.therapists if t is not usual and not self.net.away(t, day)]
+            if others:
+                return r.choice(others)
+        return usual
+
+    def dosing_clinician(self) -> Staff:
+        """Who supervises a dosing session: a dosing nurse for most, else the prescriber."""
+        nurses = self.story.clinic.nurses
+        if nurses and self.team_rng.random() < 0.7:
+            return self.team_rng.choice(nurses)
+        return self.story.prescriber
 
     # --- appointments -------------------------------------------------------------------------
     def book(self, kind: str, when: dt.datetime, minutes: int, who: Staff, telehealth: bool = False,
@@ -272,7 +312,8 @@ class PatientSimulation:
         first_hour, last_hour = self._hours(8, 14, (16, 18))
         for _ in range(3):
             when = slot(rng, workday(day + dt.timedelta(days=lost)), first_hour, last_hour)
-            s = self.book("dosing", when, 150, st.prescriber)
+            who = self.dosing_clinician()
+            s = self.book("dosing", when, 150, who)
             s.episode = ep
             if s.status == "fulfilled":
                 self._dose_no += 1
@@ -280,7 +321,7 @@ class PatientSimulation:
                     rng, dosing_id=f"dl-{st.person.index + 1:06d}-{self._dose_no:03d}", route=ep.route,
                     start=when + dt.timedelta(minutes=rng.choice((10, 15, 20))), n=n, person_age=st.person.age,
                     weight=st.person.weight_kg, sys_bp=st.person.sys_bp, dia_bp=st.person.dia_bp,
-                    hr=st.person.heart_rate, prev_mg=prev_mg, booster=booster, clinician=st.prescriber.id,
+                    hr=st.person.heart_rate, prev_mg=prev_mg, booster=booster, clinician=who.id,
                     cadss6=st.clinic.uses_cadss6)
                 s.minutes = int((d.monitoring_end - s.start).total_seconds() // 60) + 5
                 s.dose = d
@@ -319,7 +360,7 @@ class PatientSimulation:
             when = slot(rng, d.start.date() + dt.timedelta(days=rng.randint(2, 3)), 8, 17)
         else:
             when = slot(rng, d.start.date() + dt.timedelta(days=rng.randint(4, 6)), 8, 17)  # > 72 h
-        s = self.book("integration", when, rng.choice((45, 50, 55, 60, 60)), st.therapist,
+        s = self.book("integration", when, rng.choice((45, 50, 55, 60, 60)), self.therapist_on(when.date()),
                       telehealth=rng.random() < 0.45)
         s.episode = dose_session.episode
         if s.status == "fulfilled":
@@ -335,7 +376,7 @@ class PatientSimulation:
             s.has_note = True  # a short "did not attend" note
 
     def _therapy(self, ep: Episode, day: dt.date, course: _Course, assess: tuple[str, ...]) -> Session | None:
-        s = self.attend("psychotherapy", day, self.rng.choice((45, 50, 55, 60)), self.story.therapist,
+        s = self.attend("psychotherapy", day, self.rng.choice((45, 50, 55, 60)), self.therapist_on(day),
                         telehealth=self.rng.random() < 0.5, tries=2)
         if s is not None:
             s.episode = ep
@@ -351,7 +392,7 @@ class PatientSimulation:
         attended = 0
         last_contact = ep.start
         for _ in range(n_prep):
-            s = self.attend("preparation", day, rng.choice((50, 60, 75, 90)), st.therapist,
+            s = self.attend("preparation", day, rng.choice((50, 60, 75, 90)), self.therapist_on(day),
                             telehealth=rng.random() < 0.3, tries=2)
             if s is not None:
                 s.episode = ep
@@ -377,7 +418,7 @@ class PatientSimulation:
             target = first_day + dt.timedelta(days=off + delay)
             if k >= stop_after:
                 if rng.random() < 0.6:  # the last booked visit is missed, then silence
-                    s = self.book("dosing", slot(rng, workday(target), 8, 14), 150, st.prescriber,
+                    s = self.book("dosing", slot(rng, workday(target), 8, 14), 150, self.dosing_clinician(),
                                   status=rng.choice(("noshow", "cancelled")))
                     s.episode = ep
                     if s.status == "cancelled" and s.cancelled_at is None:
@@ -477,5 +518,6 @@ class PatientSimulation:
             ep.end_status = "cancelled"
 
 
-def simulate_patient(index: int, rng: random.Random, net: Network, start: dt.date, days: int) -> Story:
-    return PatientSimulation(index, rng, net, start, days).run()
+def simulate_patient(index: int, rng: random.Random, net: Network, start: dt.date, days: int,
+                     team_rng: random.Random | None = None) -> Story:
+    return PatientSimulation(index, rng, net, start, days, team_rng).run()

@@ -1,6 +1,8 @@
-"""The clinic network: clinics (Organization + Location) and their staff (Practitioner)."""
+"""The clinic network: clinics (Organization + Location) and their staff (Practitioner +
+PractitionerRole): prescribers, dosing nurses, therapists (with their leave) and outside referrers."""
 from __future__ import annotations
 
+import datetime as dt
 import random
 from dataclasses import dataclass, field
 
@@ -55,7 +57,7 @@ class Staff:
     given: str
     family: str
     gender: str
-    role: str            # prescriber | therapist | referrer
+    role: str            # prescriber | dosing_nurse | therapist | referrer
     qualification: str   # MD, NP, PhD, LCSW, ...
     npi: str
     clinic_id: str | None
@@ -79,6 +81,7 @@ class Clinic:
     evening_hours: bool = False  # some sessions start 16:00-19:45 local time
     prescribers: list[Staff] = field(default_factory=list)
     therapists: list[Staff] = field(default_factory=list)
+    nurses: list[Staff] = field(default_factory=list)   # dosing clinicians (RN, CRNA)
 
     @property
     def offset(self) -> str:
@@ -90,12 +93,18 @@ class Network:
     clinics: list[Clinic]
     referrers: list[Staff]
     weights: list[float]  # share of patients per clinic
+    # therapist id -> (first day away, first day back): leave, sickness, parental leave
+    leave: dict[str, tuple[dt.date, dt.date]] = field(default_factory=dict)
 
     def staff(self) -> list[Staff]:
         out: list[Staff] = []
         for c in self.clinics:
-            out += c.prescribers + c.therapists
+            out += c.prescribers + c.therapists + c.nurses
         return out + self.referrers
+
+    def away(self, s: Staff, day: dt.date) -> bool:
+        span = self.leave.get(s.id)
+        return span is not None and span[0] <= day < span[1]
 
 
 def _npi(rng: random.Random) -> str:
@@ -135,3 +144,19 @@ def build_network(rng: random.Random, patients: int) -> Network:
     # uneven clinic sizes, like a real network (one flagship, smaller satellites)
     weights = [1.0 / (1 + 0.35 * i) for i in range(n)]
     return Network(clinics, referrers, weights)
+
+
+def add_care_team(net: Network, rng: random.Random, start: dt.date, days: int) -> None:
+    """Dosing nurses for every clinic and a leave period for about a third of the therapists.
+
+    A separate random stream (the caller's), so the clinics, prescribers, therapists and referrers
+    drawn by `build_network` are the same with or without it."""
+    for i, c in enumerate(net.clinics):
+        for k in range(rng.randint(1, 2)):
+            g, f, sex = _person(rng)
+            c.nurses.append(Staff(f"rn-{i + 1:02d}-{k + 1:02d}", g, f, sex, "dosing_nurse",
+                                  rng.choice(("RN", "RN", "CRNA")), _npi(rng), c.id))
+        for t in c.therapists:
+            if rng.random() < 0.35:
+                first = start + dt.timedelta(days=rng.randrange(max(days, 1)))
+                net.leave[t.id] = (first, first + dt.timedelta(days=rng.randint(14, 56)))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 MART_TABLES: tuple[str, ...] = (
     "care_pathways", "pathway_transitions", "dosing_sessions", "therapy_sessions", "assessments",
     "patient_outcomes", "adherence_patient", "adherence_weekly", "dosing_safety", "clinic_daily",
-    "integration_outcomes",
+    "integration_outcomes", "care_team", "care_continuity", "staff_weekly", "care_team_outcomes",
 )
 
 # Preferred key columns per mart for failing-row samples (first one present wins; else the
@@ -34,6 +34,10 @@ MART_KEYS: dict[str, tuple[str, ...]] = {
     "dosing_safety": ("dosing_session_key", "dosing_key", "dosing_id"),
     "clinic_daily": ("clinic_daily_key", "clinic_id"),
     "integration_outcomes": ("cell_key",),
+    "care_team": ("care_team_key",),
+    "care_continuity": ("episode_key",),
+    "staff_weekly": ("staff_week_key",),
+    "care_team_outcomes": ("cell_key",),
 }
 
 _RUN_EVENTS = """
