@@ -9,7 +9,7 @@ from kap.settings import Settings
 
 MARTS = ("care_pathways", "pathway_transitions", "dosing_sessions", "therapy_sessions", "assessments",
          "patient_outcomes", "adherence_patient", "adherence_weekly", "dosing_safety", "clinic_daily",
-         "integration_outcomes")
+         "integration_outcomes", "care_team", "care_continuity", "staff_weekly", "care_team_outcomes")
 
 
 @pytest.mark.slow
@@ -58,6 +58,26 @@ def test_generated_clinic_builds_sane_marts(tmp_path):
         assert one("""select count(*) from marts.patient_outcomes
                       where durability_days < 0 or (is_censored is not null and not is_responder)""")[0] == 0
         assert one("select count(*) from marts.dosing_safety where bp_readings not between 0 and 3")[0] == 0
+        # the care team: one continuity row per episode, at most one usual therapist, indices in
+        # range and COC only from 2 sessions, some switches but mostly one therapist
+        assert one("select (select count(*) from marts.care_continuity), (select count(*) from marts.care_pathways)") \
+            == one("select count(*), count(*) from marts.care_pathways")
+        assert one("""select count(*) from (select episode_key from marts.care_team where is_usual_therapist
+                      group by episode_key having count(*) > 1)""")[0] == 0
+        assert one("""select count(*) from marts.care_continuity
+                      where upc_index not between 0 and 1 or coc_index not between 0 and 1
+                         or (coc_index is not null and therapy_sessions < 2)
+                         or (usual_therapist_id is null) <> (therapy_sessions = 0)""")[0] == 0
+        low, high = one("""select count(*) filter (where continuity_band = 'upc_under_75'),
+                                  count(*) filter (where continuity_band = 'upc_75_plus') from marts.care_continuity""")
+        assert 0 < low < high
+        assert one("""select count(*) from marts.care_team_outcomes
+                      where is_suppressed and (patients is not null or response_rate is not null
+                                               or median_durability_days is not null)""")[0] == 0
+        assert one("select count(*) from marts.staff_weekly where active_caseload < 0 or chair_minutes < 0")[0] == 0
+        # (nearly) every dose has its supervising clinician on the care team, none twice
+        supervised = one("select sum(dosing_sessions_supervised) from marts.staff_weekly")[0]
+        assert 0.95 * doses <= supervised <= doses
         phases = {r[0] for r in con.execute("select distinct current_phase from marts.care_pathways").fetchall()}
         assert {"induction", "discharged"} <= phases
     finally:

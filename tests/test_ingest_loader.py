@@ -64,7 +64,7 @@ def test_fixture_drop_ingests_every_type(ingested):
             "episode_opened", "condition_recorded", "screening_decided", "assessment_scored",
             "vital_signs_recorded", "medication_administered", "adverse_event_reported", "consent_recorded",
             "questionnaire_answered", "ehr_document_recorded", "dose_administered",
-            "therapy_note_documented"} <= types
+            "therapy_note_documented", "staff_registered"} <= types
     _identity_holds(s)
     # payload fields exactly as catalogued
     from ingest.events import BY_NAME
@@ -75,7 +75,7 @@ def test_fixture_drop_ingests_every_type(ingested):
                "WHERE source_record_id = 'Observation/o-5'")
     assert str(bp[0][0]) == "2025-05-05 17:00:00" and bp[0][1] == "128.0"
     assert _q(s, "SELECT count(*) FROM raw.events WHERE patient_key IS NULL "
-                 "AND event_type NOT IN ('clinic_registered')")[0][0] == 0
+                 "AND event_type NOT IN ('clinic_registered', 'staff_registered', 'staff_role_recorded')")[0][0] == 0
     # conditional reference (Patient?identifier=system|MRN) resolved to the same key as Patient/p-0001
     keys = _q(s, "SELECT DISTINCT patient_key FROM raw.events WHERE source_record_id IN "
                  "('Encounter/e-1', 'Patient/p-0001', 'd-1', 'n-1')")
