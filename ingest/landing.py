@@ -72,8 +72,9 @@ def _matches(source: str, name: str) -> bool:
 def discover(landing_dir: Path) -> Discovery:
     """List the landing folder's files, in processing order.
 
-    Order: EHR Patient files, Organization and Location files, other EHR files, dosing, notes; within each group by path, so
-    patient keys exist before anything references them and runs are deterministic.
+    Order: EHR Patient files, Organization and Location files, other EHR files, dosing, notes;
+    within each group by path, so patient keys (and clinics' time zones) exist before anything
+    references them and runs are deterministic.
     """
     root = Path(landing_dir).resolve()
     files: list[LandingFile] = []

@@ -100,6 +100,9 @@ CASES = [
     ("dosing-unknown-mrn", "dosing", "d.csv", [DOSING_HEADER, dose(patient_mrn="MRN-000000")], "unknown_patient"),
     ("dosing-end", "dosing", "d.csv", [DOSING_HEADER, dose(end_at="2025-05-05T08:00:00-07:00")], "end_before_start"),
     ("dosing-dup", "dosing", "d.csv", [DOSING_HEADER, dose(), dose()], "duplicate_in_file"),
+    # no UTC offset, at a clinic with no time zone (no extension, no KAP_CLINIC_TIMEZONES, no KAP_TIMEZONE)
+    ("dosing-no-offset", "dosing", "d.csv", [DOSING_HEADER, dose(clinic_id="clinic-00", start_at="2025-05-05T09:10:00",
+                                                                 end_at="2025-05-05T09:50:00")], "timestamp_without_offset"),
     ("notes-not-object", "notes", "n.jsonl", ['"just a string"'], "not_an_object"),
     ("notes-encoding", "notes", "n.jsonl", [b'{"note_id": "n-9", "text": "caf\xe9"}'], "invalid_encoding"),
     ("notes-session-type", "notes", "n.jsonl", [note(session_type="yoga")], "invalid_code"),

@@ -251,6 +251,7 @@ LANDING_CONDITION_FAULTS: dict[str, dict[str, Any]] = {
     "landing_events_patient_known": {"event": {"patient_key": "pk-unknown"}},
     "landing_events_not_future": {"event": {"occurred_at": INGESTED_AT + dt.timedelta(days=3)}},
     "landing_events_no_identifiers": {"payload": {"text": "Jane Doe said ..."}},
+    "landing_events_offset_assumed": {"payload": {"time_zone_assumed": "America/New_York"}},
     "landing_vitals_bp_complete": {"payload": {"diastolic": None}},
     "landing_vitals_bp_order": {"payload": {"systolic": 80, "diastolic": 120}},
     "landing_medications_dose_by_route": {"payload": {"route": "IV", "dose_mg": 900}},

@@ -27,7 +27,7 @@ EHR_KINDS = ("unparseable", "invalid_encoding", "not_an_object", "missing_resour
              "conflicting_duplicate", "duplicate_in_file")
 DOSING_KINDS = ("unparseable", "missing_required_field", "wrong_type", "invalid_code", "out_of_range",
                 "unknown_patient", "future_time", "before_birth", "end_before_start", "conflicting_duplicate",
-                "duplicate_in_file")
+                "duplicate_in_file", "timestamp_without_offset")
 NOTE_KINDS = ("unparseable", "invalid_encoding", "not_an_object", "missing_required_field", "wrong_type",
               "invalid_code", "unknown_patient", "future_time", "before_birth", "end_before_start",
               "conflicting_duplicate", "duplicate_in_file")
@@ -120,6 +120,11 @@ def _parse(stamp: str) -> dt.datetime:
 def _fmt_like(when: dt.datetime, original: str) -> str:
     out = when.isoformat(timespec="seconds")
     return out.replace("+00:00", "Z") if original.endswith("Z") else out
+
+
+def _without_offset(stamp: str) -> str:
+    """`2025-03-04T19:30:00-08:00` -> `2025-03-04T19:30:00` (the wall clock, no offset)."""
+    return stamp[:-1] if stamp.endswith("Z") else stamp[:-6] if stamp[-6:-5] in "+-" and stamp[-3:-2] == ":" else stamp
 
 
 def _us_style(stamp: str) -> str:
@@ -397,6 +402,11 @@ class FaultInjector:
             for col in ("start_at", "end_at", "monitoring_end_at"):
                 if row[c[col]]:
                     row[c[col]] = _with_year(row[c[col]], year)
+        elif kind == "timestamp_without_offset":
+            # a room logging local times, at a clinic the pipeline knows no time zone for
+            row[c["clinic_id"]] = "clinic-00"
+            for col in ("start_at", "end_at", "monitoring_end_at"):
+                row[c[col]] = _without_offset(row[c[col]])
         elif kind == "end_before_start":
             col = "end_at" if row[c["end_at"]] else "monitoring_end_at"
             start = _parse(row[c["start_at"]])
