@@ -5,7 +5,8 @@
     participant; who supervised a dose is the dosing log's clinician_id, else the participant of
     the dose's Encounter. The reference is resolved to a staff_id by int_staff_references. A
     session without any staff reference is left out (it has no one to credit). is_therapy: a
-    preparation, integration or psychotherapy session - the sessions continuity is measured on. -#}
+    preparation, integration or psychotherapy session - the sessions continuity is measured on.
+    contact_date is the clinic's local day (session_date / dose_date, macro local_date). -#}
 with sessions as (
     select
         'session:' || session_key as contact_key,
@@ -17,6 +18,7 @@ with sessions as (
         coalesce(therapist_id, practitioner_id) as staff_ref,
         session_type,
         start_at as contact_at,
+        session_date as contact_date,
         cast(null as {{ dbt.type_int() }}) as chair_minutes
     from {{ ref('int_therapy_sessions_unified') }}
     where is_attended
@@ -33,6 +35,7 @@ doses as (
         coalesce(d.clinician_id, e.practitioner_id) as staff_ref,
         'dosing' as session_type,
         d.start_at as contact_at,
+        d.dose_date as contact_date,
         cast(coalesce({{ dbt.datediff('d.start_at', 'd.monitoring_end_at', 'minute') }},
                       {{ dbt.datediff('d.start_at', 'd.end_at', 'minute') }}, 0) as {{ dbt.type_int() }}) as chair_minutes
     from {{ ref('int_dose_series') }} as d
@@ -57,7 +60,7 @@ select
     c.session_type,
     c.session_type in ('preparation', 'integration', 'psychotherapy') as is_therapy,
     c.chair_minutes,
-    cast(c.contact_at as date) as contact_date,
+    c.contact_date,
     c.contact_at
 from contacts as c
 inner join {{ ref('int_staff_references') }} as r on r.staff_ref = c.staff_ref

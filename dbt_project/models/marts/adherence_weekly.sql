@@ -6,7 +6,7 @@
 with doses as (
     select
         d.clinic_id,
-        cast({{ dbt.date_trunc('week', 'd.dose_date') }} as date) as week_start,
+        {{ kap_week_start('d.dose_date') }} as week_start,
         count(*) as doses,
         sum(case when d.has_integration_72h then 1 else 0 end) as doses_with_integration_72h,
         sum(case when d.has_integration_24h then 1 else 0 end) as doses_with_integration_24h,
@@ -21,7 +21,7 @@ with doses as (
 appointments as (
     select
         a.clinic_id,
-        cast({{ dbt.date_trunc('week', local_date('a.start_at', 'tz.time_zone')) }} as date) as week_start,
+        {{ kap_week_start(local_date('a.start_at', 'tz.time_zone')) }} as week_start,
         count(*) as appointments_due,
         sum(case when a.appointment_status = 'noshow' then 1 else 0 end) as noshows,
         sum(case when a.appointment_status = 'cancelled' and a.cancelled_at is not null

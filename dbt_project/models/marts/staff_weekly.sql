@@ -1,5 +1,5 @@
 {#- Grain: one row per clinic, member of staff and week (staff_week_key = clinic_id:staff_id:
-    week_start; week_start is the Monday, the week of adherence_weekly, macro kap_week_start) in
+    week_start; week_start is the Monday of the clinic's local week, as adherence_weekly, macro kap_week_start) in
     which the staff member had an attended contact or a due appointment at the clinic.
     Rules (ours):
     - sessions by type: attended sessions the staff member led (int_staff_contacts);
@@ -24,7 +24,7 @@ appointments as (
     select
         a.clinic_id,
         r.staff_id,
-        {{ kap_week_start('cast(a.start_at as date)') }} as week_start,
+        {{ kap_week_start(local_date('a.start_at', 'tz.time_zone')) }} as week_start,
         count(*) as appointments_due,
         sum(case when a.appointment_status = 'noshow' then 1 else 0 end) as noshows,
         sum(case when a.appointment_status = 'cancelled' and a.cancelled_at is not null
@@ -32,6 +32,7 @@ appointments as (
                  then 1 else 0 end) as late_cancellations
     from {{ ref('stg_ehr__appointments') }} as a
     inner join {{ ref('int_staff_references') }} as r on r.staff_ref = a.practitioner_id
+    left join {{ ref('int_clinic_time_zones') }} as tz on tz.clinic_id = a.clinic_id
     where a.clinic_id is not null
       and a.start_at <= {{ kap_now() }}
     group by 1, 2, 3
