@@ -338,7 +338,7 @@ def machine() -> dict:
     except OSError:
         pass
     from importlib.metadata import PackageNotFoundError, version
-    for pkg in ("duckdb", "dbt-core", "dbt-duckdb", "apache-airflow", "astronomer-cosmos", "great-expectations"):
+    for pkg in ("duckdb", "dbt-core", "dbt-duckdb", "apache-airflow", "great-expectations"):
         try:
             info[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -503,7 +503,7 @@ def render(res: dict, previous: dict | None) -> str:
          "## Machine and versions", "",
          "| | |", "|---|---|"]
     for k in ("host", "cpu", "cpus", "memory_gb", "os", "python", "duckdb", "dbt-core", "dbt-duckdb",
-              "apache-airflow", "astronomer-cosmos", "great-expectations", "git"):
+              "apache-airflow", "great-expectations", "git"):
         L.append(f"| {k} | {m.get(k, '-')} |")
     L += [f"| arguments | `{res['argv']}` |", f"| load average before / after | {res['load']} |", "",
           "Every figure is a whole process: each step runs in its own subprocess; wall seconds and peak "
@@ -597,8 +597,7 @@ def render(res: dict, previous: dict | None) -> str:
               f"| **{d['dagbag_s']:.2f}** | {', '.join(map(str, d['runs']))} | {d['dagbag_again_s']:.2f} | "
               f"{d['airflow_import_s']:.2f} | {', '.join(d['dags'])} | {d['import_errors']} | {_f(d['peak_rss_mb'], 0)} |",
               "", "A fresh interpreter imports Airflow first (the processor has it loaded already), then "
-              "times `DagBag(dag_folder=dags/)`, with KAP_HOME set to the smallest size's warehouse "
-              "(dbt manifest present).", ""]
+              "times `DagBag(dag_folder=dags/)`, with KAP_HOME set to the smallest size's warehouse.", ""]
     else:
         L += ["not run", ""]
 

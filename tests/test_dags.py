@@ -135,13 +135,12 @@ def test_replay_is_manual_with_as_of_and_full_refresh(dagbag):
 def test_airflow_environment_lives_in_kap_home(tmp_settings):
     env = airflow_env.airflow_environ(tmp_settings)
     assert Path(env["AIRFLOW_HOME"]).is_relative_to(tmp_settings.home)
-    assert Path(env["AIRFLOW__COSMOS__CACHE_DIR"]).is_relative_to(tmp_settings.home)
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(DAGS_DIR)
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     # task processes must reach the execution API where the API server really listens
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}/execution/"
-    assert env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] == "False"
+    assert env["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "False"
     assert env["KAP_HOME"] == str(tmp_settings.home)
 
 

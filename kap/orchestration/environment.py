@@ -50,11 +50,7 @@ def airflow_environ(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__PORT": port,
         "AIRFLOW__API__BASE_URL": api_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
-        # Cosmos: cache (partial parse, profiles) under KAP_HOME, and no telemetry calls home.
-        "AIRFLOW__COSMOS__CACHE_DIR": str(settings.home / "cosmos"),
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        # Cosmos asks for an OpenLineage namespace on import; there is no OpenLineage provider here.
-        "AIRFLOW__OPENLINEAGE__NAMESPACE": "kap",
+        # There is no OpenLineage backend here.
         "AIRFLOW__OPENLINEAGE__DISABLED": "True",
         # dbt would otherwise try to reach its tracking host from every task.
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
