@@ -764,6 +764,11 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_scheduled:
         m = machine()
         sched = {"date": m["date"], "git": m.get("git"), "argv": " ".join(sys.argv[1:]), "nights": []}
+        previous = res.get("scheduled") or {}
+        if a.only_scheduled and not a.scheduled_small and previous.get("small"):
+            sched["small"] = previous["small"]          # not measured this time: kept
+        if a.only_scheduled and not a.scheduled_sizes.strip():
+            sched["nights"] = previous.get("nights") or []
         res["scheduled"] = sched
         if a.scheduled_small:
             sched["small"] = scheduled_small(a, work)
