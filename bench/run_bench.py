@@ -610,6 +610,8 @@ def render(res: dict, previous: dict | None) -> str:
               "`kap.orchestration.standalone`. Seconds run from the DAG run being queued (unpause or "
               "trigger) to its end, as Airflow records them; `kap run` is the wall time of the whole "
               "command in its own process, right after, on the same input and the same starting state.", ""]
+        if sched.get("note"):
+            L += [f"**Note:** {sched['note']}", ""]
         small = sched.get("small")
         if small:
             secs, kr = small["seconds"], small["kap_runs"]
@@ -723,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="figure 6: the full night of this patients x days clinic under the scheduler")
     ap.add_argument("--scheduled-repeat", type=int, default=3, help="figure 6: runs of the small clinic")
     ap.add_argument("--no-scheduled", action="store_true", help="skip figure 6")
+    ap.add_argument("--scheduled-note", default="", help="figure 6: a note on how it was measured")
     ap.add_argument("--only-scheduled", action="store_true",
                     help="measure figure 6 only; figures 1-5 are kept from the RESULTS.json next to --out")
     ap.add_argument("--render-only", action="store_true",
@@ -769,6 +772,8 @@ def main(argv: list[str] | None = None) -> int:
             sched["small"] = previous["small"]          # not measured this time: kept
         if a.only_scheduled and not a.scheduled_sizes.strip():
             sched["nights"] = previous.get("nights") or []
+        if a.scheduled_note:
+            sched["note"] = a.scheduled_note
         res["scheduled"] = sched
         if a.scheduled_small:
             sched["small"] = scheduled_small(a, work)
