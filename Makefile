@@ -10,7 +10,7 @@ DEMO_PATIENTS ?= 200
 DEMO_DAYS ?= 180
 DEMO_FAULT_RATE ?= 0.01
 
-.PHONY: help uv sync demo test generate run ui docs bench clean
+.PHONY: help uv sync demo test test-scheduler generate run ui docs bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,8 +27,11 @@ demo: sync ## Set up, generate a sample clinic, run kap_nightly through Airflow,
 	@$(RUN) kap summary
 
 PYTEST_ARGS ?= -n 2 --dist loadfile
-test: sync ## Run the test suite (two workers; PYTEST_ARGS= for one)
-	$(RUN) pytest $(PYTEST_ARGS)
+test: sync ## Run the test suite but the scheduler tests (two workers; PYTEST_ARGS= for one)
+	$(RUN) pytest $(PYTEST_ARGS) -m "not scheduler"
+
+test-scheduler: sync ## kap_nightly under a real Airflow scheduler (LocalExecutor), a few minutes
+	$(RUN) pytest -m scheduler
 
 run: sync ## Run the nightly pipeline without Airflow on $(KAP_HOME)/landing
 	$(RUN) kap run $(KAP_HOME)/landing
@@ -41,7 +44,7 @@ docs: sync ## Regenerate the docs rendered from code
 	$(RUN) kap docs
 
 BENCH_ARGS ?= --sizes 1000,10000,50000 --days 365 --out bench/RESULTS.md --work /tmp/kap-bench
-bench: sync ## Performance figures (ingest vs native read, kap run, incremental night, scaling, dags/) -> bench/RESULTS.md
+bench: sync ## Performance figures (ingest vs native read, kap run, incremental night, scaling, dags/, scheduled night) -> bench/RESULTS.md
 	$(RUN) python bench/run_bench.py $(BENCH_ARGS)
 
 clean: ## Remove everything generated under $(KAP_HOME)

@@ -17,7 +17,12 @@ step in its own subprocess so wall time and peak RSS (os.wait4 -> ru_maxrss) are
    (below), compared with (2), the full build of the same year from an empty warehouse;
 4. scaling: seconds per 1k patients at each size (ingest, and the whole run);
 5. importing dags/: a fresh interpreter imports Airflow, then `DagBag(dag_folder=dags/)` is timed
-   (what the DAG processor pays on each parse), plus the cold total.
+   (what the DAG processor pays on each parse), plus the cold total;
+6. the scheduled night: kap_nightly under `airflow standalone` (scheduler, LocalExecutor) in a
+   fresh KAP_HOME: the full first night of a --scheduled-small clinic (best and median of
+   --scheduled-repeat, next to `kap run`), and at --scheduled-sizes the one-day night after a full
+   year, from trigger to the end of the run, next to `kap run` on the same drop from the same state.
+   `--only-scheduled` measures this figure alone and keeps 1-5 from the previous RESULTS.json.
 
 The new day: the generator is run again with the same seed for --days + 1 days, and only the
 records whose knowledge time (FHIR `meta.lastUpdated`; dosing `amended_at`/`recorded_at`; notes
@@ -151,12 +156,50 @@ def step_dags(a: dict) -> dict:
             "dags": sorted(bag.dag_ids), "import_errors": len(bag.import_errors) + len(bag2.import_errors)}
 
 
+def step_scheduled(a: dict) -> dict:
+    """kap_nightly under `airflow standalone` (scheduler + LocalExecutor) in a fresh KAP_HOME.
+
+    Unpausing makes the scheduler start the first night by itself (catchup off: today's 02:00) on
+    `landing`: the full night. With `drop`, the KAP_HOME is then copied to `kaprun_home` (for
+    `kap run` on the same drop from the same state) and a second night is triggered on `drop`.
+    Seconds: from the run being queued (the trigger) to its end, as Airflow records them.
+    """
+    from kap.orchestration.standalone import StandaloneAirflow
+    from kap.settings import Settings
+
+    home = Path(a["home"])
+    shutil.rmtree(home, ignore_errors=True)
+    settings = Settings(home=home.resolve())
+    out: dict = {}
+    airflow = StandaloneAirflow(settings, parallelism=2, extra_env={"KAP_LANDING": a["landing"]},
+                                log_file=Path(a["log"]))
+    t = time.perf_counter()
+    with airflow:
+        out["start_s"] = time.perf_counter() - t
+        airflow.wait_for_dag("kap_nightly")
+        airflow.unpause("kap_nightly")
+        full = airflow.finished_run("kap_nightly", airflow.scheduled_run_id("kap_nightly"), timeout=7200)
+        out["full"] = {"seconds": full.seconds, "state": full.state, "tasks": full.durations(),
+                       "task_states": full.states}
+        if full.state != "success":
+            raise RuntimeError(f"the full night failed: {full.states}\n{airflow.log_tail()}")
+        if a.get("drop"):
+            copy = Path(a["kaprun_home"])
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(home, copy, ignore=shutil.ignore_patterns("airflow", "*.lock", "reports", "dq"))
+            night = airflow.run("kap_nightly", conf={"landing_dir": a["drop"]}, timeout=7200)
+            out["night"] = {"seconds": night.seconds, "state": night.state, "tasks": night.durations(),
+                            "task_states": night.states}
+    out["load_after"] = load()
+    return out
+
+
 def step_newday(a: dict) -> dict:
     return {"counts": new_day_drop(Path(a["full"]), Path(a["out"]), dt.date.fromisoformat(a["day"]))}
 
 
 STEPS = {"newday": step_newday, "generate": step_generate, "native": step_native, "ingest": step_ingest, "run": step_run,
-         "dags": step_dags}
+         "dags": step_dags, "scheduled": step_scheduled}
 
 
 def child_main(name: str, args_json: str, result_file: str) -> int:
@@ -295,7 +338,7 @@ def machine() -> dict:
     except OSError:
         pass
     from importlib.metadata import PackageNotFoundError, version
-    for pkg in ("duckdb", "dbt-core", "dbt-duckdb", "apache-airflow", "astronomer-cosmos", "great-expectations"):
+    for pkg in ("duckdb", "dbt-core", "dbt-duckdb", "apache-airflow", "great-expectations"):
         try:
             info[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -347,16 +390,7 @@ def bench_size(n: int, a, work: Path) -> dict:
     say(f"{n} patients: kap run {r['run']['wall_s']:.1f}s, peak RSS {r['run']['peak_rss_mb']:.0f} MB")
     if not a.no_incremental:
         day = START + dt.timedelta(days=a.days)
-        full2 = w / f"landing_{a.days + 1}d"
-        drop = w / f"landing_day{a.days + 1}"
-        if not (drop / ".complete").exists() or a.regenerate:
-            say(f"{n} patients: generating {a.days + 1} days for the new day's drop ({day})")
-            shutil.rmtree(full2, ignore_errors=True)
-            measure("generate", {**gen_args, "days": a.days + 1, "out": str(full2)}, w, log_name="generate_plus1")
-            counts = measure("newday", {"full": str(full2), "out": str(drop), "day": day.isoformat()}, w)["counts"]
-            shutil.rmtree(full2, ignore_errors=True)
-            (drop / ".complete").write_text(json.dumps(counts))
-        counts = json.loads((drop / ".complete").read_text())
+        drop, counts = day_drop(n, a, w)
         # the next night runs in the same KAP_HOME, as a scheduled night does (dbt's partial
         # parse and the warehouse path stay what they were)
         say(f"{n} patients: incremental night ({sum(counts.values())} records in {len(counts)} files)")
@@ -370,6 +404,76 @@ def bench_size(n: int, a, work: Path) -> dict:
     return r
 
 
+def history_landing(n: int, days: int, a, w: Path) -> Path:
+    """The generated clinic of n patients x days (made once, reused while its arguments match)."""
+    landing = w / "landing"
+    gen_args = {"patients": n, "days": days, "seed": a.seed, "fault_rate": a.fault_rate}
+    done = landing / ".complete"
+    if not done.exists() or a.regenerate or json.loads(done.read_text()) != gen_args:
+        say(f"{n} patients: generating {days} days")
+        shutil.rmtree(landing, ignore_errors=True)
+        measure("generate", {**gen_args, "out": str(landing)}, w)
+        done.write_text(json.dumps(gen_args))
+    return landing
+
+
+def day_drop(n: int, a, w: Path) -> tuple[Path, dict[str, int]]:
+    """The next day's `_since` drop after the history of --days days, and its record counts."""
+    gen_args = {"patients": n, "days": a.days, "seed": a.seed, "fault_rate": a.fault_rate}
+    day = START + dt.timedelta(days=a.days)
+    full2 = w / f"landing_{a.days + 1}d"
+    drop = w / f"landing_day{a.days + 1}"
+    if not (drop / ".complete").exists() or a.regenerate:
+        say(f"{n} patients: generating {a.days + 1} days for the new day's drop ({day})")
+        shutil.rmtree(full2, ignore_errors=True)
+        measure("generate", {**gen_args, "days": a.days + 1, "out": str(full2)}, w, log_name="generate_plus1")
+        counts = measure("newday", {"full": str(full2), "out": str(drop), "day": day.isoformat()}, w)["counts"]
+        shutil.rmtree(full2, ignore_errors=True)
+        (drop / ".complete").write_text(json.dumps(counts))
+    return drop, json.loads((drop / ".complete").read_text())
+
+
+def scheduled_small(a, work: Path) -> dict:
+    """Figure 6a: the full night of a small clinic under the scheduler, --scheduled-repeat times,
+    next to `kap run` of the same clinic into an empty warehouse (alternating)."""
+    n, days = (int(x) for x in a.scheduled_small.lower().split("x"))
+    w = work / f"sched_p{n}x{days}"
+    w.mkdir(parents=True, exist_ok=True)
+    landing = history_landing(n, days, a, w)
+    runs, kapruns = [], []
+    for k in range(a.scheduled_repeat):
+        say(f"scheduled night, {n} patients x {days} days, full ({k + 1}/{a.scheduled_repeat})")
+        out = measure("scheduled", {"home": str(w / "home_sched"), "landing": str(landing),
+                                    "log": str(w / f"airflow{k}.log")}, w, log_name=f"scheduled{k}")
+        runs.append(out)
+        say(f"  scheduled {out['full']['seconds']:.1f}s; kap run")
+        shutil.rmtree(w / "home_run", ignore_errors=True)
+        kapruns.append(measure("run", {"landing": str(landing), "home": str(w / "home_run")}, w,
+                               env={"KAP_HOME": str(w / "home_run")}, log_name=f"run{k}"))
+        say(f"  kap run {kapruns[-1]['wall_s']:.1f}s (load {load()})")
+    return {"patients": n, "days": days, "runs": runs, "kap_runs": [r["wall_s"] for r in kapruns],
+            "seconds": [r["full"]["seconds"] for r in runs], "load_after": load()}
+
+
+def scheduled_night(n: int, a, work: Path) -> dict:
+    """Figure 6b: the one-day night under the scheduler after a full night, next to `kap run` on
+    the same drop from a copy of the same KAP_HOME."""
+    w = work / f"p{n}"
+    w.mkdir(parents=True, exist_ok=True)
+    landing = history_landing(n, a.days, a, w)
+    drop, counts = day_drop(n, a, w)
+    say(f"scheduled night, {n} patients: full night then the one-day night under the scheduler")
+    out = measure("scheduled", {"home": str(w / "home_sched"), "landing": str(landing), "drop": str(drop),
+                                "kaprun_home": str(w / "home_sched_kaprun"), "log": str(w / "airflow.log")},
+                  w, log_name="scheduled")
+    say(f"  one-day night under the scheduler {out['night']['seconds']:.1f}s; kap run on the same drop")
+    kaprun = measure("run", {"landing": str(drop), "home": str(w / "home_sched_kaprun")}, w,
+                     env={"KAP_HOME": str(w / "home_sched_kaprun")}, log_name="run_sched_night")
+    say(f"  kap run {kaprun['wall_s']:.1f}s")
+    return {"patients": n, "days": a.days, "drop_records": sum(counts.values()), "drop_files": len(counts),
+            "scheduled": out, "kap_run": kaprun, "load_after": load()}
+
+
 def dags_figure(work: Path, home: Path) -> dict:
     say("importing dags/")
     runs = [measure("dags", {"home": str(home)}, work, log_name=f"dags{i}") for i in range(3)]
@@ -379,6 +483,12 @@ def dags_figure(work: Path, home: Path) -> dict:
 
 
 # ---------------------------------------------------------------- report
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
 
 def _f(x, nd=1):
     return "-" if x is None else f"{x:,.{nd}f}"
@@ -393,7 +503,7 @@ def render(res: dict, previous: dict | None) -> str:
          "## Machine and versions", "",
          "| | |", "|---|---|"]
     for k in ("host", "cpu", "cpus", "memory_gb", "os", "python", "duckdb", "dbt-core", "dbt-duckdb",
-              "apache-airflow", "astronomer-cosmos", "great-expectations", "git"):
+              "apache-airflow", "great-expectations", "git"):
         L.append(f"| {k} | {m.get(k, '-')} |")
     L += [f"| arguments | `{res['argv']}` |", f"| load average before / after | {res['load']} |", "",
           "Every figure is a whole process: each step runs in its own subprocess; wall seconds and peak "
@@ -487,8 +597,48 @@ def render(res: dict, previous: dict | None) -> str:
               f"| **{d['dagbag_s']:.2f}** | {', '.join(map(str, d['runs']))} | {d['dagbag_again_s']:.2f} | "
               f"{d['airflow_import_s']:.2f} | {', '.join(d['dags'])} | {d['import_errors']} | {_f(d['peak_rss_mb'], 0)} |",
               "", "A fresh interpreter imports Airflow first (the processor has it loaded already), then "
-              "times `DagBag(dag_folder=dags/)`, with KAP_HOME set to the smallest size's warehouse "
-              "(dbt manifest present).", ""]
+              "times `DagBag(dag_folder=dags/)`, with KAP_HOME set to the smallest size's warehouse.", ""]
+    else:
+        L += ["not run", ""]
+
+    sched = res.get("scheduled") or {}
+    L += ["## 6. The scheduled night: kap_nightly under the Airflow scheduler", ""]
+    if sched:
+        L += [f"Measured on {sched.get('date', '?')} ({sched.get('git', '?')}), load average before / after "
+              f"{sched.get('load', '?')}. `airflow standalone` (scheduler, LocalExecutor with 2 slots, DAG "
+              "processor, API server, triggerer) on loopback in a fresh KAP_HOME, started by "
+              "`kap.orchestration.standalone`. Seconds run from the DAG run being queued (unpause or "
+              "trigger) to its end, as Airflow records them; `kap run` is the wall time of the whole "
+              "command in its own process, right after, on the same input and the same starting state.", ""]
+        if sched.get("note"):
+            L += [f"**Note:** {sched['note']}", ""]
+        small = sched.get("small")
+        if small:
+            secs, kr = small["seconds"], small["kap_runs"]
+            L += [f"### {small['patients']} patients x {small['days']} days, the full first night", "",
+                  "| | best s | median s | every run (s) |", "|---|---:|---:|---|",
+                  f"| kap_nightly under the scheduler | **{min(secs):.1f}** | {_median(secs):.1f} | "
+                  + ", ".join(f"{x:.1f}" for x in secs) + " |",
+                  f"| `kap run` | {min(kr):.1f} | {_median(kr):.1f} | " + ", ".join(f"{x:.1f}" for x in kr) + " |",
+                  ""]
+            tasks = small["runs"][secs.index(min(secs))]["full"]["tasks"]
+            L += ["Task seconds of the best scheduled run (Airflow's task durations; the rest of the run "
+                  "is scheduling and task start-up): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in tasks.items()) + ".", ""]
+        nights = sched.get("nights") or []
+        if nights:
+            L += ["### The one-day night (after a full year)", "",
+                  "| patients | drop files | drop records | scheduled night s | `kap run` s | ratio (target <= 1.5x) | full first night under the scheduler s |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+            for nt in nights:
+                sn, kr = nt["scheduled"]["night"]["seconds"], nt["kap_run"]["wall_s"]
+                L.append(f"| {nt['patients']:,} | {nt['drop_files']} | {nt['drop_records']:,} | **{sn:.1f}** | "
+                         f"{kr:.1f} | **{sn / kr:.2f}x** | {nt['scheduled']['full']['seconds']:.1f} |")
+            for nt in nights:
+                L.append("")
+                L.append(f"- {nt['patients']:,} patients, task seconds of the one-day night: "
+                         + ", ".join(f"{k} {v:.1f}" for k, v in nt["scheduled"]["night"]["tasks"].items()))
+            L.append("")
     else:
         L += ["not run", ""]
 
@@ -514,6 +664,20 @@ def render(res: dict, previous: dict | None) -> str:
         row("50k <= 6x 10k", "-", False)
     if d:
         row("import dags/ <= 2 s", f"{d['dagbag_s']:.2f} s", d["dagbag_s"] <= 2)
+    small = sched.get("small")
+    if small and small["patients"] == 60 and small["days"] == 90:
+        row("kap_nightly under the scheduler, 60 patients x 90 days, full <= 90 s",
+            f"{min(small['seconds']):.0f} s (best of {len(small['seconds'])}; median "
+            f"{_median(small['seconds']):.0f} s)", min(small["seconds"]) <= 90)
+    else:
+        row("kap_nightly under the scheduler, 60 patients x 90 days, full <= 90 s", "-", False)
+    sby = {nt["patients"]: nt for nt in sched.get("nights") or []}
+    for n in (1000, 10000):
+        if n in sby:
+            x = sby[n]["scheduled"]["night"]["seconds"] / sby[n]["kap_run"]["wall_s"]
+            row(f"scheduled one-day night / kap run, {n // 1000}k <= 1.5x", f"{x:.2f}x", x <= 1.5)
+        else:
+            row(f"scheduled one-day night / kap run, {n // 1000}k <= 1.5x", "-", False)
     L.append("")
 
     if previous:
@@ -555,6 +719,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-incremental", action="store_true", help="skip figure 3")
     ap.add_argument("--no-dags", action="store_true", help="skip figure 5")
     ap.add_argument("--not-run-note", default="", help="a note on sizes left out, printed in RESULTS.md")
+    ap.add_argument("--scheduled-sizes", default="1000,10000",
+                    help="figure 6: the one-day night under the scheduler at these sizes ('' = none)")
+    ap.add_argument("--scheduled-small", default="60x90",
+                    help="figure 6: the full night of this patients x days clinic under the scheduler")
+    ap.add_argument("--scheduled-repeat", type=int, default=3, help="figure 6: runs of the small clinic")
+    ap.add_argument("--no-scheduled", action="store_true", help="skip figure 6")
+    ap.add_argument("--scheduled-note", default="", help="figure 6: a note on how it was measured")
+    ap.add_argument("--only-scheduled", action="store_true",
+                    help="measure figure 6 only; figures 1-5 are kept from the RESULTS.json next to --out")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite --out from the RESULTS.json next to it, without measuring")
     ap.add_argument("--_step", help=argparse.SUPPRESS)
@@ -573,22 +746,50 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
     work = a.work.absolute()
     work.mkdir(parents=True, exist_ok=True)
-    res = {"machine": machine(), "argv": " ".join(sys.argv[1:]) or "(defaults)", "sizes": [],
-           "not_run": a.not_run_note}
     load0 = load()
     started = time.perf_counter()
-    for n in sizes:
-        res["sizes"].append(bench_size(n, a, work))
-        write(res, a.out, load0)      # after each size, so a long run leaves partial results
-    if not a.no_dags:
-        res["dags"] = dags_figure(work, work / f"p{min(sizes)}" / "home_full")
-    write(res, a.out, load0)
+    if a.only_scheduled:
+        js = a.out.with_suffix(".json")
+        if not js.exists():
+            raise SystemExit(f"--only-scheduled keeps figures 1-5 from {js}, which does not exist")
+        res = json.loads(js.read_text())
+        res["_prev_loaded"] = True    # the previous-run comparison stays what it was
+        res["load"] = res.get("load", "?")
+    else:
+        res = {"machine": machine(), "argv": " ".join(sys.argv[1:]) or "(defaults)", "sizes": [],
+               "not_run": a.not_run_note}
+        for n in sizes:
+            res["sizes"].append(bench_size(n, a, work))
+            write(res, a.out, load0)      # after each size, so a long run leaves partial results
+        if not a.no_dags:
+            res["dags"] = dags_figure(work, work / f"p{min(sizes)}" / "home_full")
+        write(res, a.out, load0)
+    if not a.no_scheduled:
+        m = machine()
+        sched = {"date": m["date"], "git": m.get("git"), "argv": " ".join(sys.argv[1:]), "nights": []}
+        previous = res.get("scheduled") or {}
+        if a.only_scheduled and not a.scheduled_small and previous.get("small"):
+            sched["small"] = previous["small"]          # not measured this time: kept
+        if a.only_scheduled and not a.scheduled_sizes.strip():
+            sched["nights"] = previous.get("nights") or []
+        if a.scheduled_note:
+            sched["note"] = a.scheduled_note
+        res["scheduled"] = sched
+        if a.scheduled_small:
+            sched["small"] = scheduled_small(a, work)
+            sched["load"] = f"{load0} / {load()}"
+            write(res, a.out, load0, keep_load=a.only_scheduled)
+        for n in (int(x) for x in a.scheduled_sizes.split(",") if x.strip()):
+            sched["nights"].append(scheduled_night(n, a, work))
+            sched["load"] = f"{load0} / {load()}"
+            write(res, a.out, load0, keep_load=a.only_scheduled)
     say(f"done in {time.perf_counter() - started:.0f}s: {a.out}")
     return 0
 
 
-def write(res: dict, out: Path, load0: str) -> None:
-    res["load"] = f"{load0} / {load()}"
+def write(res: dict, out: Path, load0: str, keep_load: bool = False) -> None:
+    if not keep_load:
+        res["load"] = f"{load0} / {load()}"
     js = out.with_suffix(".json")
     previous = None
     prev_file = out.with_name(out.stem + ".previous.json")

@@ -23,8 +23,8 @@ The nightly KAP pipeline, the same steps as `kap run`:
    first: the other two name patients by MRN); new files into the append-only event log `raw.events`, exactly once per
    file; rejected records into `raw.quarantine`.
 3. **validate_landing** - Great Expectations checks on what was ingested.
-4. **dbt_build** - staging -> intermediate -> marts, one Cosmos task per model (`dbt build`:
-   the model and its tests).
+4. **dbt_build** - staging -> intermediate -> marts, one task per layer (`dbt build`: the
+   layer's models and their tests; the log names a failing model or test).
 5. **validate_marts** - checks on the marts. A failed *critical* check fails the run here, without
    retries: nothing is published and `analytics.duckdb` keeps the last good snapshot.
 6. **publish_analytics** - the PHI-free `analytics.duckdb`, replaced atomically.

@@ -1,7 +1,7 @@
 """Run the dbt project (staging -> intermediate -> marts) in-process on the warehouse.
 
-`build` is what `kap build`, `kap run` and the DAGs call; `parse` writes the manifest.json that the
-Airflow DAG's astronomer-cosmos task group reads (LoadMode.DBT_MANIFEST).
+`build` is what `kap build`, `kap run` and the DAGs call; `parse` writes manifest.json and the
+partial-parse state that later builds (one per layer in kap_nightly) start from.
 
 dbt-duckdb opens its own read-write handle on warehouse.duckdb, so the caller must not hold a
 DuckDB connection of its own on that file while dbt runs (DuckDB allows one writer). `build` takes
@@ -138,13 +138,15 @@ def run_dbt(settings: Settings, command: list[str], as_of: str | None = None) ->
 
 
 def build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
-          select: str | None = None, unit_tests: bool = False) -> None:
+          select: str | None = None, unit_tests: bool = False,
+          indirect_selection: str | None = None) -> None:
     """`dbt build` (models and data tests) on the warehouse, as known at `as_of`.
 
     as_of: UTC timestamp 'YYYY-MM-DDTHH:MM:SS' (None = everything recorded). It also fixes "now"
     for the as-of rules (dropout), so the same events and as_of give the same marts.
     unit_tests: dbt unit tests check the SQL, not the data, so the nightly build leaves them to
     the test suite (tests/test_dbt_unit_tests.py) unless asked.
+    indirect_selection: dbt's --indirect-selection for the tests of a `select` (e.g. "buildable").
     """
     command = ["build"]
     if not unit_tests:
@@ -153,13 +155,17 @@ def build(settings: Settings, as_of: str | None = None, full_refresh: bool = Fal
         command.append("--full-refresh")
     if select:
         command += ["--select", select]
+    if indirect_selection:
+        command += ["--indirect-selection", indirect_selection]
     run_dbt(settings, command, as_of=as_of)
     log.info("dbt build finished (as_of=%s)", as_of or "latest")
 
 
 def parse(settings: Settings) -> Path:
-    """Parse the project and return the path of the manifest.json it writes (for Cosmos)."""
-    result = _invoke(["parse", *_common_args(settings)], settings)
+    """Parse the project and return the path of the manifest.json it writes."""
+    # The same --vars as a build without as_of: the partial_parse.msgpack this leaves in the target
+    # folder then stays valid for the nightly builds, which skip a full parse.
+    result = _invoke(["parse", *_common_args(settings), "--vars", _vars(None)], settings)
     if not result.success:
         raise DbtBuildError(f"dbt parse failed: {result.exception}")
     manifest = settings.dbt_target_dir / "manifest.json"

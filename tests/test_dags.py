@@ -103,20 +103,22 @@ def test_nightly_runs_daily_at_a_configurable_local_time(dagbag):
     assert getattr(timezone, "name", timezone) == os.environ.get("KAP_TIMEZONE", "UTC")
 
 
-def test_nightly_renders_one_dbt_task_per_model_between_the_checks(dagbag):
+def test_nightly_builds_dbt_one_task_per_layer_between_the_checks(dagbag):
     dag = dagbag.dags["kap_nightly"]
-    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt_build.")]
-    models = [t for t in dbt_tasks if t.task_id.endswith("_model_build")]
-    assert len(models) >= 10
-    assert all(type(t).__name__ == "DbtBuildLocalOperator" for t in models)
+    layers = [f"dbt_build.{layer}" for layer in orchestration.DBT_LAYERS]
+    assert layers == ["dbt_build.staging", "dbt_build.intermediate", "dbt_build.marts"]
+    assert {t.task_id for t in dag.tasks if t.task_id.startswith("dbt_build.")} == set(layers)
+    # every model of the dbt project belongs to exactly one layer task
+    models = sorted(p.parent.name for p in (PROJECT_ROOT / "dbt_project" / "models").glob("*/*.sql"))
+    assert set(models) == set(orchestration.DBT_LAYERS)
     # one ingest task per source; the EHR first, since dosing logs and notes name patients by MRN
     assert dag.task_dict["discover_new_files"].downstream_task_ids == {"ingest_ehr"}
     assert dag.task_dict["ingest_ehr"].downstream_task_ids == {"ingest_dosing", "ingest_notes"}
     for source in ("dosing", "notes"):
         assert dag.task_dict[f"ingest_{source}"].downstream_task_ids == {"validate_landing"}
-    roots = {t.task_id for t in dbt_tasks if not (t.upstream_task_ids & {d.task_id for d in dbt_tasks})}
-    assert all("validate_landing" in dag.task_dict[r].upstream_task_ids for r in roots)
-    assert dag.task_dict["publish_analytics"].upstream_task_ids == {"validate_marts"}
+    chain = ["validate_landing", *layers, "validate_marts", "publish_analytics"]
+    for upstream, downstream in zip(chain, chain[1:]):
+        assert dag.task_dict[downstream].upstream_task_ids == {upstream}, downstream
 
 
 def test_nightly_landing_defaults_to_kap_home_landing(dagbag, prepared_home):
@@ -130,26 +132,27 @@ def test_replay_is_manual_with_as_of_and_full_refresh(dagbag):
     assert dag.params["full_refresh"] is False
 
 
-def test_nightly_without_manifest_says_what_to_run(tmp_path, monkeypatch):
-    from airflow.dag_processing.dagbag import DagBag
-
-    monkeypatch.setenv("KAP_HOME", str(tmp_path))
-    bag = DagBag(dag_folder=str(DAGS_DIR / "kap_nightly.py"))
-    (message,) = bag.import_errors.values()
-    assert "manifest" in message and "kap airflow" in message
-
-
 def test_airflow_environment_lives_in_kap_home(tmp_settings):
     env = airflow_env.airflow_environ(tmp_settings)
     assert Path(env["AIRFLOW_HOME"]).is_relative_to(tmp_settings.home)
-    assert Path(env["AIRFLOW__COSMOS__CACHE_DIR"]).is_relative_to(tmp_settings.home)
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(DAGS_DIR)
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     # task processes must reach the execution API where the API server really listens
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}/execution/"
-    assert env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] == "False"
+    assert env["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "False"
     assert env["KAP_HOME"] == str(tmp_settings.home)
+
+
+def test_airflow_processes_find_this_environments_airflow_first_on_path(tmp_settings, monkeypatch):
+    # `airflow standalone` starts `airflow scheduler` etc. by name: from a shell without the venv
+    # on PATH, `.venv/bin/kap airflow standalone` must still start this environment's airflow
+    # (tests/test_scheduler.py starts it that way)
+    venv_bin = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", venv_bin, "/bin"]))
+    path = airflow_env.airflow_environ(tmp_settings)["PATH"].split(os.pathsep)
+    assert path == [venv_bin, "/usr/bin", "/bin"]
+    assert (Path(path[0]) / "airflow").exists()
 
 
 def test_prepare_is_quick_the_second_time_and_creates_the_pool(prepared_home):

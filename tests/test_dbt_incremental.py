@@ -161,3 +161,49 @@ def test_build_after_an_as_of_build_equals_full_refresh(two_nights, tmp_path):
     transform.build(settings)
     assert "ingested_at > cast(" in compiled_run_sql(settings, "staging/stg_raw__current_events.sql")
     assert table_checksums(settings) == full
+
+
+def _built_nodes(settings: Settings) -> list[str]:
+    import json
+
+    results = json.loads((settings.dbt_target_dir / "run_results.json").read_text())["results"]
+    return [r["unique_id"] for r in results]
+
+
+def _build_layer_by_layer(settings: Settings) -> list[str]:
+    """kap_nightly's dbt tasks, in order; the nodes each `dbt build` ran, all layers together."""
+    from kap.orchestration.tasks import DBT_LAYERS
+
+    ran: list[str] = []
+    for layer in DBT_LAYERS:
+        transform.build(settings, select=f"path:models/{layer}", indirect_selection="buildable")
+        ran += _built_nodes(settings)
+    return ran
+
+
+@pytest.mark.slow
+def test_the_nightly_build_layer_by_layer_equals_one_build(two_nights, tmp_path):
+    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
+    ingest(two_nights, settings, ("night1",))
+    _build_layer_by_layer(settings)
+    ingest(two_nights, settings, ("night1", "night2"))
+    ran = _build_layer_by_layer(settings)                  # the second night: incremental
+    by_layers = table_checksums(settings)
+
+    transform.build(settings, full_refresh=True)           # what `kap build --full-refresh` makes
+    in_one_build = _built_nodes(settings)
+    full = table_checksums(settings)
+    assert set(by_layers) == set(full)
+    assert [t for t in full if by_layers[t] != full[t]] == []
+    # every model and data test ran, each once, a test only after all the models it reads
+    assert len(ran) == len(set(ran))
+    assert sorted(ran) == sorted(in_one_build)
+    import json
+
+    nodes = json.loads((settings.dbt_target_dir / "manifest.json").read_text())["nodes"]
+    tests = [node for node in ran if node.startswith("test.")]
+    assert any(len([p for p in nodes[t]["depends_on"]["nodes"] if p.startswith("model.")]) > 1 for t in tests)
+    for test in tests:
+        for parent in nodes[test]["depends_on"]["nodes"]:
+            if parent.startswith("model."):
+                assert ran.index(parent) < ran.index(test), (test, parent)

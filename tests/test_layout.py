@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # The library may use DuckDB and the standard library; the product's runtimes stay out of it.
-PRODUCT_RUNTIMES = {"kap", "airflow", "dbt", "great_expectations", "cosmos", "matplotlib", "pandas", "click"}
+PRODUCT_RUNTIMES = {"kap", "airflow", "dbt", "great_expectations", "matplotlib", "pandas", "click"}
 
 
 def _imports(path: Path) -> set[str]:

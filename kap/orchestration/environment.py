@@ -28,13 +28,14 @@ _DBT_IGNORED_DIRS = {"target", "logs", "dbt_packages", "__pycache__"}
 
 
 def airflow_environ(settings: Settings) -> dict[str, str]:
-    """Environment variables that configure Airflow (and Cosmos/dbt inside it) for this KAP_HOME."""
+    """Environment variables that configure Airflow (and dbt inside it) for this KAP_HOME."""
     home = settings.airflow_home
     # Task processes reach the API server's execution API; Airflow's default URL is
     # http://localhost:8080, wrong when the port changes and when localhost resolves to ::1.
     port = os.environ.get("AIRFLOW__API__PORT", "8080")
     api_url = f"http://127.0.0.1:{port}"
     return {
+        "PATH": environment_path(),
         "KAP_HOME": str(settings.home),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
@@ -43,22 +44,37 @@ def airflow_environ(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        # Parsing a Cosmos DAG on a busy 2-core machine can take a few seconds.
+        # Parsing the DAGs on a busy 2-core machine can take a few seconds.
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": port,
         "AIRFLOW__API__BASE_URL": api_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
-        # Cosmos: cache (partial parse, profiles) under KAP_HOME, and no telemetry calls home.
-        "AIRFLOW__COSMOS__CACHE_DIR": str(settings.home / "cosmos"),
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        # Cosmos asks for an OpenLineage namespace on import; there is no OpenLineage provider here.
-        "AIRFLOW__OPENLINEAGE__NAMESPACE": "kap",
+        # There is no OpenLineage backend here.
         "AIRFLOW__OPENLINEAGE__DISABLED": "True",
         # dbt would otherwise try to reach its tracking host from every task.
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
     }
+
+
+def environment_bin() -> Path:
+    """The bin/ folder of the Python environment running kap (where `airflow` and `dbt` live).
+
+    Not resolved: a virtualenv's python is a symlink to the base interpreter, whose folder holds
+    no `airflow`.
+    """
+    return Path(sys.executable).parent
+
+
+def environment_path(path: str | None = None) -> str:
+    """PATH with this environment's bin/ first: `airflow standalone` starts its scheduler, API
+    server and DAG processor as `airflow ...` by name, so `.venv/bin/kap airflow standalone` run
+    from a shell without the venv activated must still find this environment's `airflow`."""
+    first = str(environment_bin())
+    rest = [p for p in (os.environ.get("PATH", "") if path is None else path).split(os.pathsep)
+            if p and p != first]
+    return os.pathsep.join([first, *rest])
 
 
 def apply(settings: Settings) -> dict[str, str]:
@@ -72,7 +88,8 @@ def apply(settings: Settings) -> dict[str, str]:
 
 
 def manifest_path(settings: Settings) -> Path:
-    """The dbt manifest the nightly DAG renders its Cosmos task group from."""
+    """The dbt manifest `prepare` writes; its target folder also holds dbt's partial-parse state,
+    so the dbt tasks of a night start from a parsed project instead of parsing it each."""
     return settings.dbt_target_dir / "manifest.json"
 
 

@@ -1,7 +1,7 @@
-"""What the Airflow DAGs run: task callables and the Cosmos task-group factory.
+"""What the Airflow DAGs run: task callables and the dbt task-group factory.
 
 The DAG files in dags/ only declare tasks; the work is here, calling the same step functions as
-`kap run` (kap.pipeline). This module imports no Airflow, Cosmos, dbt or GX at import time
+`kap run` (kap.pipeline). This module imports no Airflow, dbt or GX at import time
 (the DAG processor imports it on every parse); each callable imports what it needs.
 
 Every callable takes its inputs as keyword arguments named like Airflow's context keys
@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from kap.orchestration.environment import POOL, manifest_path
-from kap.settings import DBT_PROJECT_DIR, Settings
+from kap.orchestration.environment import POOL
+from kap.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ TIMEOUTS: dict[str, dt.timedelta] = {
     "discover": dt.timedelta(minutes=10),
     "ingest": dt.timedelta(hours=1),
     "validate": dt.timedelta(minutes=30),
-    "dbt_model": dt.timedelta(minutes=30),
+    "dbt_layer": dt.timedelta(hours=1),
     "build": dt.timedelta(hours=2),
     "publish": dt.timedelta(minutes=30),
     "report": dt.timedelta(minutes=15),
@@ -343,72 +343,49 @@ def _bool(value: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# dbt as Airflow tasks: one Cosmos task per model (dbt build = the model and its tests).
+# dbt as Airflow tasks: one task per layer of the dbt project (dbt build = its models and tests).
 
-class ManifestMissing(FileNotFoundError):
-    """The nightly DAG renders its dbt tasks from a manifest that has not been written yet."""
-
-
-def _dbt_profile() -> tuple[str, str]:
-    """Profile and target names, read from dbt_project.yml and profiles.yml."""
-    import yaml
-
-    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
-    profile = project["profile"]
-    profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
-    return profile, profiles[profile].get("target", "dev")
+#: The layers of dbt_project/models, in build order; kap_nightly runs one `dbt build` per layer.
+DBT_LAYERS = ("staging", "intermediate", "marts")
 
 
-def dbt_task_group(conf: Settings | None = None, group_id: str = "dbt_build",
-                   as_of: str | None = None, **kwargs: Any):
-    """A Cosmos DbtTaskGroup running the dbt project on the warehouse, one task per model.
+def build_layer(layer: str, params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+    """`dbt build` of one layer (its models, then the data tests whose models are all built).
 
-    Rendered from the manifest `prepare()` writes (LoadMode.DBT_MANIFEST: no dbt at parse time);
-    executed in-process (ExecutionMode.LOCAL with dbtRunner); each task runs `dbt build` on its
-    model, so a model and its tests form one task. Call it inside a DAG context.
+    The same dbt call as `kap run` (kap.transform.build), restricted to models/<layer>/. A data
+    test that spans layers runs with the later layer (indirect selection "buildable"), so each
+    test runs once, after every model it reads. A failing model or test fails the task (retried:
+    dbt failures include a locked file or a killed process).
     """
-    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+    from kap.transform import build as dbt_build
+    from kap.warehouse import writer_lock
 
-    conf = conf or Settings.from_env()
-    manifest = manifest_path(conf)
-    if not manifest.exists():
-        raise ManifestMissing(
-            f"dbt manifest {manifest} does not exist, so the dbt tasks of kap_nightly cannot be "
-            f"rendered. Write it with `kap airflow dags list` (every `kap airflow ...` command "
-            f"prepares it), or `python -c 'from kap.orchestration.environment import prepare; "
-            f"from kap.settings import Settings; prepare(Settings.from_env())'` with KAP_HOME={conf.home}.")
-    profile_name, target_name = _dbt_profile()
-    dbt_vars = {"as_of": as_of} if as_of else None
-    return DbtTaskGroup(
-        group_id=group_id,
-        project_config=ProjectConfig(
-            dbt_project_path=DBT_PROJECT_DIR,
-            manifest_path=manifest,
-            install_dbt_deps=False,
-            env_vars={"KAP_WAREHOUSE": str(conf.warehouse)},
-            dbt_vars=dbt_vars,
-        ),
-        profile_config=ProfileConfig(
-            profile_name=profile_name,
-            target_name=target_name,
-            profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
-        ),
-        execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL,
-            invocation_mode=InvocationMode.DBT_RUNNER,
-        ),
-        render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.BUILD,
-            # A test on two models (relationships) runs as its own task after both are built;
-            # inside either model's `dbt build` it would query a table that may not exist yet.
-            should_detach_multiple_parents_tests=True,
-            emit_datasets=False,
-        ),
-        operator_args={
-            "pool": POOL,
-            "execution_timeout": TIMEOUTS["dbt_model"],
-        },
-        **kwargs,
-    )
+    if layer not in DBT_LAYERS:
+        _fail(f"unknown dbt layer {layer!r}; the layers are {', '.join(DBT_LAYERS)}")
+    as_of = _as_of_param(params)
+    conf = settings()
+    with writer_lock(conf):
+        dbt_build(conf, as_of=as_of, select=f"path:models/{layer}", indirect_selection="buildable")
+    return {"layer": layer, "as_of": as_of}
+
+
+def dbt_task_group(group_id: str = "dbt_build"):
+    """The task group `dbt_build`: staging -> intermediate -> marts, one `dbt build` per layer.
+
+    Why per layer and not per model: under the scheduler each Airflow task pays a task process,
+    a DAG parse and a dbt start-up (several seconds on a busy machine), which for 40 models cost
+    minutes more than the models compute. A layer task still tells an operator where a night
+    broke (the task log lists the failing model or test by name) and a retry redoes one layer.
+    Call it inside a DAG context.
+    """
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import TaskGroup, chain
+
+    with TaskGroup(group_id=group_id, tooltip="dbt build, one task per layer") as group:
+        chain(*[
+            PythonOperator(task_id=layer, python_callable=build_layer, op_kwargs={"layer": layer},
+                           execution_timeout=TIMEOUTS["dbt_layer"],
+                           doc_md=f"`dbt build` of `dbt_project/models/{layer}/`: its models and tests.")
+            for layer in DBT_LAYERS
+        ])
+    return group
