@@ -40,7 +40,8 @@ def step_ingest(landing: Path, settings: Settings, run_id: str | None = None,
     from kap.warehouse import writer
 
     with writer(settings) as con:
-        return ingest_landing(con, Path(landing), run_id=run_id, progress=progress, sources=sources)
+        return ingest_landing(con, Path(landing), run_id=run_id, progress=progress, sources=sources,
+                              limits=settings.limits)
 
 
 def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None = None):
