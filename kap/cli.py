@@ -58,6 +58,9 @@ class KapGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
 def main(verbose: bool) -> None:
     """KAP care-pathway pipeline: landing exports -> event log -> marts -> analytics.duckdb."""
+    from kap.settings import restrict_umask
+
+    restrict_umask()      # owner-only files for every command and the Airflow processes it starts
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -123,9 +123,12 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
             tmp.unlink(missing_ok=True)
             raise
         con.execute(f"DETACH {alias}")
+    os.chmod(tmp, settings.analytics_mode)       # the one group-readable file (KAP_ANALYTICS_MODE)
     _fsync(tmp)
     crashpoints.reached("publish.before_replace")
     os.replace(tmp, target)
+    if target.parent == settings.home:
+        os.chmod(settings.home, settings.home_mode)
     _fsync_dir(target.parent)
     log.info("published %d tables to %s (run %s)", len(tables), target, run_id)
     return target

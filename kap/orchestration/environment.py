@@ -55,6 +55,9 @@ def airflow_environ(settings: Settings) -> dict[str, str]:
         # Cosmos asks for an OpenLineage namespace on import; there is no OpenLineage provider here.
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "kap",
         "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+        # Task logs owner-only (Airflow's defaults are 0775 folders, 0664 files).
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
         # dbt would otherwise try to reach its tracking host from every task.
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
