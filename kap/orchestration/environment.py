@@ -46,6 +46,10 @@ def airflow_environ(settings: Settings) -> dict[str, str]:
         # Parsing a Cosmos DAG on a busy 2-core machine can take a few seconds.
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__API__HOST": "127.0.0.1",
+        # Loopback only (make ui): no scheduler health-check server; if enabled, on 127.0.0.1.
+        # The log servers, which bind every interface, are skipped by kap.orchestration.standalone.
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": port,
         "AIRFLOW__API__BASE_URL": api_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
