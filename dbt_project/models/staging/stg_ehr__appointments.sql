@@ -1,7 +1,7 @@
 {#- Grain: one row per appointment (its current version). Status comes from the payload as sent;
     the event type (booked/arrived/fulfilled/cancelled/noshow) is kept as status_group. -#}
 select
-    {{ json_text('payload', 'appointment_id') }} as appointment_id,
+    {{ source_key('Appointment', json_text('payload', 'appointment_id')) }} as appointment_id,
     patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'practitioner_id') }} as practitioner_id,

@@ -1,10 +1,10 @@
 {#- Grain: one row per encounter (session), current version. session_type comes from the event
     type (encounter_<type>), falling back to the payload. -#}
 select
-    {{ json_text('payload', 'encounter_id') }} as encounter_id,
+    {{ source_key('Encounter', json_text('payload', 'encounter_id')) }} as encounter_id,
     patient_key,
-    {{ json_text('payload', 'appointment_id') }} as appointment_id,
-    {{ json_text('payload', 'episode_id') }} as episode_id,
+    {{ source_key('Appointment', json_text('payload', 'appointment_id')) }} as appointment_id,
+    {{ source_key('EpisodeOfCare', json_text('payload', 'episode_id')) }} as episode_id,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'practitioner_id') }} as practitioner_id,
     coalesce(nullif(replace(event_type, 'encounter_', ''), 'other'),

@@ -1,5 +1,5 @@
 select
-    {{ json_text('payload', 'referral_id') }} as referral_id,
+    {{ source_key('ServiceRequest', json_text('payload', 'referral_id')) }} as referral_id,
     patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'status') }} as referral_status,
