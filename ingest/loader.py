@@ -606,6 +606,24 @@ def _create_records(con, reader, ctx: Context, ingested_at) -> None:
         assert not con.execute("SELECT 1 FROM _kap_rec WHERE reason = '__retry__' LIMIT 1").fetchone()
 
 
+#: Every identifier a record carries - its own id (the part after `Type/` of an EHR record), the
+#: patient reference or MRN, and every payload field named `*_id` - must match this (documented in
+#: docs/inputs.md): a letter or digit, then letters, digits and `.-_:`, at most 64 characters. A
+#: record with another is quarantined as `invalid_identifier`: such an id could carry a
+#: spreadsheet formula (`=HYPERLINK(...)`), a path or markup into the marts.
+ID_PATTERN = "[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
+_BAD_ID_FIELD = f"""CASE WHEN r.ignored OR r.reason IS NOT NULL THEN NULL
+    WHEN r.source_record_id IS NOT NULL
+         AND NOT regexp_full_match(regexp_replace(r.source_record_id, '^[A-Za-z]+/', ''), '{ID_PATTERN}')
+        THEN 'record id'
+    WHEN r.ref_value IS NOT NULL AND NOT regexp_full_match(r.ref_value, '{ID_PATTERN}')
+        THEN 'patient reference'
+    ELSE list_first(list_filter(json_keys(r.payload), lambda k: suffix(k, '_id')
+        AND NOT regexp_full_match(coalesce(json_extract_string(r.payload, '$."' || k || '"'), 'x'),
+                                  '{ID_PATTERN}')))
+END"""
+
+
 def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingested_at) -> dict[str, int]:
     if ctx.source == "ehr":
         identity.assign_keys(
@@ -619,7 +637,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
     con.execute(*_inline_ingested_at("""
         CREATE OR REPLACE TEMP TABLE _kap_out AS
         WITH r AS (
-            SELECT r.*, k.patient_key, k.file_id AS key_file_id
+            SELECT r.*, k.patient_key, k.file_id AS key_file_id, $bad_id_field AS bad_id_field
             FROM _kap_rec r
             LEFT JOIN restricted.patient_keys k ON k.id_system = r.ref_kind AND k.id_value = r.ref_value
         ), births AS (
@@ -635,12 +653,15 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
             SELECT r.*,
                 CASE WHEN r.ignored THEN NULL
                      WHEN r.reason IS NOT NULL THEN r.reason
+                     WHEN r.bad_id_field IS NOT NULL THEN 'invalid_identifier'
                      WHEN r.needs_patient AND r.patient_key IS NULL THEN 'unknown_patient'
                      WHEN r.check_time AND r.occurred_at > $ingested_at + INTERVAL 1 DAY THEN 'future_time'
                      WHEN r.check_time AND year(r.occurred_at) < b.birth_year THEN 'before_birth'
                 END AS reason2,
                 CASE WHEN r.ignored THEN NULL
                      WHEN r.reason IS NOT NULL THEN r.detail
+                     WHEN r.bad_id_field IS NOT NULL
+                         THEN r.bad_id_field || ' does not match the identifier pattern ' || $id_pattern
                      WHEN r.needs_patient AND r.patient_key IS NULL
                          THEN 'no patient key for ' || coalesce(r.ref_kind, 'unresolvable') || ' reference'
                      WHEN r.check_time AND r.occurred_at > $ingested_at + INTERVAL 1 DAY
@@ -678,7 +699,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
                  WHEN in_log AND NOT same_payload THEN 'event ' || event_id || ' already logged with other content'
             END AS detail
         FROM cmp
-    """, ingested_at))
+    """.replace("$bad_id_field", _BAD_ID_FIELD).replace("$id_pattern", sql_str(ID_PATTERN)), ingested_at))
     if ctx.source == "ehr":
         # patient_registered only for the first accepted version of a patient this file keyed
         con.execute("""

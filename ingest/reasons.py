@@ -15,6 +15,7 @@ RECORD_REASONS: dict[str, str] = {
     "missing_value": "An Observation with no value (`dataAbsentReason`, or no value[x]/component).",
     "unknown_instrument": "An Observation whose code is neither a known instrument nor a known vital sign.",
     "out_of_range": "A value outside its plausible range: dose per route, BP, SpO2, heart rate, a score beyond its instrument's maximum.",
+    "invalid_identifier": "An identifier (the record's id, the patient reference or MRN, or a field named `*_id`) does not match the pattern: a letter or digit, then letters, digits and `. - _ :`, at most 64 characters (detail names the field).",
     "unknown_patient": "The record names a patient (reference or MRN) the warehouse does not know.",
     "future_time": "The record happened more than a day after it was ingested.",
     "before_birth": "The record happened before the patient's birth year.",

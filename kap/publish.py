@@ -4,7 +4,8 @@ The new database is written beside the target as `<target>.tmp-<run_id>` through
 own connection (ATTACH), then `os.replace`d onto the target: a reader sees the old file or the new
 one, never a half-built one, and a reader holding the old file open keeps reading it. Only the
 contract's mart tables and the data-quality results are copied - never raw.*, restricted.*,
-staging or intermediate models.
+staging or intermediate models. Every text value starting with a spreadsheet formula trigger
+(= + - @ TAB CR) is published with a leading single quote (formula_safe_sql).
 """
 from __future__ import annotations
 
@@ -96,13 +97,15 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
         try:
             counts: dict[str, int] = {}
             for table in tables:
-                con.execute(f'CREATE TABLE {alias}.main."{table}" AS SELECT * FROM marts."{table}"')
+                con.execute(f'CREATE TABLE {alias}.main."{table}" AS '
+                            f'SELECT {_formula_safe_columns(con, "marts", table)} FROM marts."{table}"')
                 counts[table] = con.execute(f'SELECT count(*) FROM {alias}.main."{table}"').fetchone()[0]
                 crashpoints.reached("publish.mid_copy")
             dq_filter = " OR ".join(["(stage = ? AND run_id = ?)"] * len(dq_runs)) or "FALSE"
             dq_params = [v for pair in dq_runs for v in pair]
             if dq_runs:
-                con.execute(f"CREATE TABLE {alias}.main.dq_results AS SELECT * FROM dq.check_results "
+                con.execute(f"CREATE TABLE {alias}.main.dq_results AS SELECT "
+                            f"{_formula_safe_columns(con, 'dq', 'check_results')} FROM dq.check_results "
                             f"WHERE {dq_filter} ORDER BY stage, check_id", dq_params)
             else:
                 con.execute(f"""CREATE TABLE {alias}.main.dq_results (
@@ -132,6 +135,31 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
     _fsync_dir(target.parent)
     log.info("published %d tables to %s (run %s)", len(tables), target, run_id)
     return target
+
+
+# Spreadsheet formula injection: a cell starting with one of these is run as a formula when an
+# analyst opens a CSV export of a BI table in a spreadsheet (`=HYPERLINK(...)`, `+cmd|...`,
+# `@SUM(...)`, and TAB/CR, which some spreadsheets skip before such a character).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe_sql(expr: str) -> str:
+    """SQL for `expr` (a VARCHAR) with a leading formula trigger escaped by a single quote, the
+    spreadsheet convention for "this is text": '=1+1' -> \"'=1+1\". Other values are unchanged."""
+    triggers = ", ".join("chr(%d)" % ord(c) for c in FORMULA_TRIGGERS)
+    return f"CASE WHEN left({expr}, 1) IN ({triggers}) THEN chr(39) || {expr} ELSE {expr} END"
+
+
+def _formula_safe_columns(con, schema: str, table: str) -> str:
+    """The select list of a published table: every text column through formula_safe_sql."""
+    cols = con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                       "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                       [schema, table]).fetchall()
+    out = []
+    for name, dtype in cols:
+        q = '"' + name.replace('"', '""') + '"'
+        out.append(f"{formula_safe_sql(q)} AS {q}" if dtype == "VARCHAR" else q)
+    return ", ".join(out)
 
 
 def _fsync(path: Path) -> None:
