@@ -15,8 +15,12 @@
       closure, dropout or now; month = 30.4375 days);
     - small cells (DOMAIN 6): a cell of 5 or fewer distinct patients shows no numbers
       (is_suppressed); durability figures are computed on responders and are not shown when 5 or
-      fewer distinct patients responded (is_durability_suppressed). No complementary suppression:
-      a margin minus the shown cells can reveal a suppressed cell's total (see the YAML). -#}
+      fewer distinct patients responded, or the cell is suppressed (is_durability_suppressed);
+    - complementary suppression (ours, macro kap_complementary_suppression): each route's row and
+      each band's column, with its 'all' margin, is a line whose margin is the sum of its cells;
+      a line with exactly one suppressed entry also suppresses its smallest shown cell (fewest
+      patients, then cell_key), round after round, so no suppressed cell is a margin minus shown
+      cells. The same for the durability figures (responding patients). -#}
 {%- set month_days = 30.4375 -%}
 with outcomes as (
     select episode_key, is_responder, is_censored, durability_days
@@ -80,26 +84,55 @@ cells as (
     {%- endif %}
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
+),
+
+keyed as (
+    select episode_route || ':' || integration_band as cell_key, cells.*
+    from cells
+),
+
+cell_suppression as (
+    {{ kap_complementary_suppression('keyed', 'cell_key', 'episode_route', 'integration_band', 'patients',
+                                     'patients <= ' ~ kap_small_cell_max()) }}
+),
+
+keyed_with_cells as (
+    select k.*, s.is_hidden as is_cell_hidden
+    from keyed as k
+    inner join cell_suppression as s on s.cell_key = k.cell_key
+),
+
+durability_suppression as (
+    {{ kap_complementary_suppression('keyed_with_cells', 'cell_key', 'episode_route', 'integration_band',
+                                     'responding_patients',
+                                     'is_cell_hidden or responding_patients <= ' ~ kap_small_cell_max()) }}
+),
+
+final as (
+    select k.*, d.is_hidden as is_durability_hidden
+    from keyed_with_cells as k
+    inner join durability_suppression as d on d.cell_key = k.cell_key
 )
 
+
 select
-    episode_route || ':' || integration_band as cell_key,
+    cell_key,
     episode_route,
     integration_band,
     'phq9' as instrument,
-    {{ kap_suppress('patients', 'patients') }} as patients,
-    {{ kap_suppress('episodes', 'patients') }} as episodes,
-    {{ kap_suppress('responders', 'patients') }} as responders,
-    {{ kap_suppress('round(cast(responders as ' ~ dbt.type_float() ~ ') / episodes, 3)', 'patients') }} as response_rate,
-    {{ kap_suppress('durability_ended', 'responding_patients') }} as durability_ended,
-    {{ kap_suppress('durability_censored', 'responding_patients') }} as durability_censored,
-    {{ kap_suppress('round(mean_durability_days, 2)', 'responding_patients') }} as mean_durability_days,
-    {{ kap_suppress('round(median_durability_days, 1)', 'responding_patients') }} as median_durability_days,
-    {{ kap_suppress('maintenance_doses', 'patients') }} as maintenance_doses,
-    {{ kap_suppress('round(followup_days / ' ~ month_days ~ ', 2)', 'patients') }} as followup_months,
-    {{ kap_suppress('case when followup_days > 0 then round(' ~ month_days ~ ' * maintenance_doses / followup_days, 3) end', 'patients') }}
+    {{ kap_unless('is_cell_hidden', 'patients') }} as patients,
+    {{ kap_unless('is_cell_hidden', 'episodes') }} as episodes,
+    {{ kap_unless('is_cell_hidden', 'responders') }} as responders,
+    {{ kap_unless('is_cell_hidden', 'round(cast(responders as ' ~ dbt.type_float() ~ ') / episodes, 3)') }} as response_rate,
+    {{ kap_unless('is_durability_hidden', 'durability_ended') }} as durability_ended,
+    {{ kap_unless('is_durability_hidden', 'durability_censored') }} as durability_censored,
+    {{ kap_unless('is_durability_hidden', 'round(mean_durability_days, 2)') }} as mean_durability_days,
+    {{ kap_unless('is_durability_hidden', 'round(median_durability_days, 1)') }} as median_durability_days,
+    {{ kap_unless('is_cell_hidden', 'maintenance_doses') }} as maintenance_doses,
+    {{ kap_unless('is_cell_hidden', 'round(followup_days / ' ~ month_days ~ ', 2)') }} as followup_months,
+    {{ kap_unless('is_cell_hidden', 'case when followup_days > 0 then round(' ~ month_days ~ ' * maintenance_doses / followup_days, 3) end') }}
         as boosters_per_month,
-    patients <= {{ kap_small_cell_max() }} as is_suppressed,
-    responding_patients <= {{ kap_small_cell_max() }} as is_durability_suppressed,
+    is_cell_hidden as is_suppressed,
+    is_durability_hidden as is_durability_suppressed,
     as_of_at
-from cells
+from final
