@@ -9,8 +9,10 @@ parsing and writing overlap on the two cores. `ingest_file` is both phases for o
 `ingest_file` works on one file, as DuckDB SQL over the whole file (no Python loop per record):
 1. path safety, sha256, skip when the sha256 is already in raw.ingest_files (exactly once);
 2. lines with exact line numbers: `read_text` + `string_split` + `generate_subscripts`; BOM and a
-   trailing CR stripped; blank lines are not records. Gzip is decompressed in Python; a file that is
-   not UTF-8 falls back to Python splitting bytes, and undecodable lines become `invalid_encoding`;
+   trailing CR stripped; blank lines are not records. Gzip is decompressed in Python, chunk by
+   chunk, and a file past a resource limit (ingest.limits: decompressed size, expansion ratio,
+   line length, JSON depth) is rejected whole; a file that is not UTF-8 falls back to Python
+   splitting bytes, and undecodable lines become `invalid_encoding`;
 3. the source reader (ingest.sources.*) turns lines into candidate records with payloads and its
    own checks; then, for all sources alike: patient keys (identity), unknown patient, future time,
    before birth, deterministic event ids, duplicates in the file, duplicates of / conflicts with
@@ -27,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import codecs
 import dataclasses
 import datetime as dt
+import gzip
 import hashlib
 import logging
 import os
@@ -34,6 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -41,6 +45,8 @@ from typing import Callable
 import duckdb
 
 from ingest import clocks, crashpoints, identity, landing
+from ingest.limits import DEFAULT as DEFAULT_LIMITS
+from ingest.limits import LimitExceeded, Limits
 from ingest.schema import ensure_event_log
 from ingest.reasons import FILE_REASONS, RECORD_REASONS
 from ingest.sources import MACROS as COMMON_MACROS
@@ -115,7 +121,8 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
                    progress: Callable[[str], None] | None = None,
                    sources: Collection[str] | None = None,
                    time_zones: Mapping[str, str] | None = None,
-                   default_time_zone: str | None = None) -> IngestSummary:
+                   default_time_zone: str | None = None,
+                   limits: Limits | None = None) -> IngestSummary:
     """Ingest every new file of a landing folder, each exactly once, each in its own transaction.
 
     con: a read-write connection to the warehouse, held by the caller's single writer (the
@@ -123,6 +130,8 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
     None = all. Dosing logs and notes name patients by MRN, so ingest 'ehr' before the others
     (the Airflow DAG orders its per-source tasks so). time_zones ({clinic_id: IANA zone}) and
     default_time_zone: where a clinical time sent without a UTC offset is read (ingest/clocks.py).
+    limits: the resource limits per file (ingest.limits; None = the defaults); a file over one is
+    rejected and the next one goes on.
     """
     zones = (tuple(sorted((time_zones or {}).items())), default_time_zone)
     landing_dir = Path(landing_dir).absolute()
@@ -144,7 +153,7 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
         def stage(i: int):
             lf = todo[i]
             return pool.submit(_stage, cons[i % len(cons)], landing_dir, lf.path, lf.source,
-                               ingested_at, lf.problem, zones)
+                               ingested_at, lf.problem, zones, limits)
 
         pending = [stage(i) for i in range(min(STAGE_AHEAD, len(todo)))]
         for i, lf in enumerate(todo):
@@ -221,14 +230,15 @@ class _Staged:
 
 
 def ingest_file(con, landing_dir: Path, path: Path, source: str, run_id: str | None, ingested_at,
-                problem: str | None = None) -> FileResult:
+                problem: str | None = None, limits: Limits | None = None) -> FileResult:
     """Ingest one landing file (see the module docstring). Raises on unexpected errors, after
     rolling back everything of this file."""
-    return _commit(_stage(con, landing_dir, path, source, ingested_at, problem), run_id, ingested_at)
+    return _commit(_stage(con, landing_dir, path, source, ingested_at, problem, limits), run_id, ingested_at)
 
 
 def _stage(con, landing_dir: Path, path: Path, source: str, ingested_at,
-           problem: str | None = None, zones: tuple = ((), None)) -> _Staged:
+           problem: str | None = None, zones: tuple = ((), None),
+           limits: Limits | None = None) -> _Staged:
     """Steps 1-3 without writing the warehouse: safety, sha256, lines, the reader's records (in
     temp tables of `con`). Runs on its own connection while the previous file commits."""
     started = time.monotonic()
@@ -274,13 +284,22 @@ def _stage(con, landing_dir: Path, path: Path, source: str, ingested_at,
     gz = path.name.endswith(".gz")
     if landing.is_gzip(fh.head) and not gz:
         return reject("compressed_without_extension", "gzip magic bytes", fh.sha256, fh.size)
+    limits = limits or DEFAULT_LIMITS
+    if not gz and fh.size > limits.max_decompressed_bytes:
+        return reject("file_too_large", f"{fh.size} bytes, limit {limits.max_decompressed_bytes}",
+                      fh.sha256, fh.size)
 
     try:
-        # 2. lines
+        # 2. lines, within the resource limits
         try:
-            bad_lines = _load_lines(con, path, gz)
+            bad_lines = _load_lines(con, path, gz, limits, fh.size)
+            _check_lines(con, source, limits)
         except _Unreadable as exc:
+            _drop_temps(con)
             return reject("unreadable", str(exc), fh.sha256, fh.size)
+        except LimitExceeded as exc:
+            _drop_temps(con)
+            return reject(exc.reason, exc.detail, fh.sha256, fh.size)
         try:
             landing.check_stable(path, fh.stat)
         except landing.UnstableFile as exc:
@@ -410,25 +429,38 @@ WHERE n > {after} AND NOT regexp_matches(l, '^[\s\x{{FEFF}}]*$')
 # first character that is not blank, and ends_with looks at the last byte only.)
 
 
-def _load_lines(con, path: Path, gz: bool) -> list[tuple[int, str]]:
+def _load_lines(con, path: Path, gz: bool, limits: Limits = DEFAULT_LIMITS,
+                compressed_size: int | None = None) -> list[tuple[int, str]]:
     """Fill _kap_lines; return [(line_number, text)] of lines that are not valid UTF-8.
 
-    The common case is all SQL (`read_text`). Gzip files and files with undecodable bytes take the
-    fallback: the bytes are checked in line-aligned chunks (C-speed decoding; the error handler
-    sees only bad bytes), each line holding a bad byte is reported and overwritten with spaces in
-    place (a blank line is not a record), and DuckDB reads the cleaned bytes from a temporary file.
-    Memory stays about one copy of the file (no Python string of the whole file, no list of lines).
+    The common case is all SQL (`read_text`). A gzip file is first decompressed in chunks into a
+    private temporary file, counting bytes as they come: past the limits (ingest.limits) the stream
+    stops and LimitExceeded is raised, so a bomb never expands in memory or on disk. Files with
+    undecodable bytes take the fallback: the bytes are checked in line-aligned chunks (C-speed
+    decoding; the error handler sees only bad bytes), each line holding a bad byte is reported and
+    overwritten with spaces in place (a blank line is not a record), and DuckDB reads the cleaned
+    bytes from a temporary file. Memory stays about one copy of the file (no Python string of the
+    whole file, no list of lines).
     """
-    if not gz and not any(c in str(path) for c in "*?[]{}"):
-        try:
-            con.execute(_LINES_SQL.format(src="read_text(?)"), [str(path)])
-            return []
-        except duckdb.Error as exc:
-            log.info("read_text failed on %s (%s): decoding in Python", path, exc)
+    plain = None
     try:
-        data = bytearray(landing.read_bytes(path, gz))
-    except (OSError, EOFError, ValueError) as exc:   # gzip.BadGzipFile is an OSError
-        raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
+        if gz:
+            if compressed_size is None:
+                compressed_size = os.stat(path).st_size
+            plain = _gunzip_within_limits(path, limits, compressed_size)
+        if plain is not None or not any(c in str(path) for c in "*?[]{}"):
+            try:
+                con.execute(_LINES_SQL.format(src="read_text(?)"), [plain or str(path)])
+                return []
+            except duckdb.Error as exc:
+                log.info("read_text failed on %s (%s): decoding in Python", path, exc)
+        try:
+            data = bytearray(landing.read_bytes(plain or path, False))
+        except (OSError, EOFError, ValueError) as exc:
+            raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        if plain is not None:
+            os.unlink(plain)
     bad = _blank_undecodable_lines(data)
     fd, tmp = tempfile.mkstemp(prefix="kap-lines-", suffix=".txt")
     try:
@@ -439,6 +471,67 @@ def _load_lines(con, path: Path, gz: bool) -> list[tuple[int, str]]:
     finally:
         os.unlink(tmp)
     return bad
+
+
+def _gunzip_within_limits(path: Path, limits: Limits, compressed_size: int) -> str:
+    """Decompress a gzip file chunk by chunk into a new private temporary file (its path is
+    returned; the caller removes it). Raises LimitExceeded as soon as the decompressed bytes pass
+    the allowed size, _Unreadable when the gzip data is broken."""
+    allowed, reason = limits.allowed_decompressed(compressed_size)
+    fd, tmp = tempfile.mkstemp(prefix="kap-gunzip-", suffix=".txt")
+    total = 0
+    try:
+        with os.fdopen(fd, "wb") as out, gzip.open(path, "rb") as src:
+            while True:
+                try:
+                    block = src.read(_GUNZIP_CHUNK)
+                except (OSError, EOFError, ValueError, zlib.error) as exc:
+                    raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
+                if not block:
+                    break
+                total += len(block)
+                if total > allowed:
+                    raise LimitExceeded(reason, (
+                        f"expands past {allowed} bytes ({compressed_size} compressed; limits: "
+                        f"{limits.max_decompressed_bytes} bytes, ratio {limits.max_expansion_ratio:g})"))
+                out.write(block)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+_GUNZIP_CHUNK = 1 << 20
+
+
+def _check_lines(con, source: str, limits: Limits) -> None:
+    """Raise LimitExceeded when a line of the loaded file is too long or, in a JSON source, nested
+    too deep. Depth is computed only for lines with more opening brackets than the limit, over the
+    brackets left once JSON strings are removed (DuckDB SQL, no Python per line)."""
+    row = con.execute("SELECT n, strlen(l) FROM _kap_lines_raw ORDER BY strlen(l) DESC, n LIMIT 1").fetchone()
+    if row and row[1] > limits.max_line_bytes:
+        raise LimitExceeded("line_too_long",
+                            f"line {row[0]} has {row[1]} bytes, limit {limits.max_line_bytes}")
+    if source not in _JSON_SOURCES:
+        return
+    d = int(limits.max_json_depth)
+    row = con.execute(f"""
+        SELECT n, depth FROM (
+            SELECT n, list_reduce(
+                string_split(regexp_replace(regexp_replace(l, '"(?:[^"\\\\]|\\\\.)*"', '', 'g'),
+                                            '[^\\[\\]{{}}]', '', 'g'), ''),
+                lambda acc, x: CASE WHEN x IN ('[', '{{')
+                                    THEN {{'c': acc.c + 1, 'm': greatest(acc.m, acc.c + 1)}}
+                                    ELSE {{'c': acc.c - 1, 'm': acc.m}} END,
+                {{'c': 0, 'm': 0}}).m AS depth
+            FROM _kap_lines_raw
+            WHERE strlen(l) - strlen(replace(replace(l, '{{', ''), '[', '')) > {d}
+        ) WHERE depth > {d} ORDER BY n LIMIT 1""").fetchone()
+    if row:
+        raise LimitExceeded("nesting_too_deep", f"line {row[0]} is nested {row[1]} levels deep, limit {d}")
+
+
+_JSON_SOURCES = ("ehr", "notes")
 
 
 _CHUNK = 16 << 20
@@ -520,6 +613,24 @@ def _create_records(con, reader, ctx: Context, ingested_at) -> None:
         assert not con.execute("SELECT 1 FROM _kap_rec WHERE reason = '__retry__' LIMIT 1").fetchone()
 
 
+#: Every identifier a record carries - its own id (the part after `Type/` of an EHR record), the
+#: patient reference or MRN, and every payload field named `*_id` - must match this (documented in
+#: docs/inputs.md): a letter or digit, then letters, digits and `.-_:`, at most 64 characters. A
+#: record with another is quarantined as `invalid_identifier`: such an id could carry a
+#: spreadsheet formula (`=HYPERLINK(...)`), a path or markup into the marts.
+ID_PATTERN = "[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"
+_BAD_ID_FIELD = f"""CASE WHEN r.ignored OR r.reason IS NOT NULL THEN NULL
+    WHEN r.source_record_id IS NOT NULL
+         AND NOT regexp_full_match(regexp_replace(r.source_record_id, '^[A-Za-z]+/', ''), '{ID_PATTERN}')
+        THEN 'record id'
+    WHEN r.ref_value IS NOT NULL AND NOT regexp_full_match(r.ref_value, '{ID_PATTERN}')
+        THEN 'patient reference'
+    ELSE list_first(list_filter(json_keys(r.payload), lambda k: suffix(k, '_id')
+        AND NOT regexp_full_match(coalesce(json_extract_string(r.payload, '$."' || k || '"'), 'x'),
+                                  '{ID_PATTERN}')))
+END"""
+
+
 def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingested_at) -> dict[str, int]:
     if ctx.source == "ehr":
         identity.assign_keys(
@@ -534,7 +645,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
     con.execute(*_inline_ingested_at("""
         CREATE OR REPLACE TEMP TABLE _kap_out AS
         WITH r AS (
-            SELECT r.*, k.patient_key, k.file_id AS key_file_id
+            SELECT r.*, k.patient_key, k.file_id AS key_file_id, $bad_id_field AS bad_id_field
             FROM _kap_rec r
             LEFT JOIN restricted.patient_keys k ON k.id_system = r.ref_kind AND k.id_value = r.ref_value
         ), births AS (
@@ -550,12 +661,15 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
             SELECT r.*,
                 CASE WHEN r.ignored THEN NULL
                      WHEN r.reason IS NOT NULL THEN r.reason
+                     WHEN r.bad_id_field IS NOT NULL THEN 'invalid_identifier'
                      WHEN r.needs_patient AND r.patient_key IS NULL THEN 'unknown_patient'
                      WHEN r.check_time AND r.occurred_at > $ingested_at + INTERVAL 1 DAY THEN 'future_time'
                      WHEN r.check_time AND year(r.occurred_at) < b.birth_year THEN 'before_birth'
                 END AS reason2,
                 CASE WHEN r.ignored THEN NULL
                      WHEN r.reason IS NOT NULL THEN r.detail
+                     WHEN r.bad_id_field IS NOT NULL
+                         THEN r.bad_id_field || ' does not match the identifier pattern ' || $id_pattern
                      WHEN r.needs_patient AND r.patient_key IS NULL
                          THEN 'no patient key for ' || coalesce(r.ref_kind, 'unresolvable') || ' reference'
                      WHEN r.check_time AND r.occurred_at > $ingested_at + INTERVAL 1 DAY
@@ -593,7 +707,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
                  WHEN in_log AND NOT same_payload THEN 'event ' || event_id || ' already logged with other content'
             END AS detail
         FROM cmp
-    """, ingested_at))
+    """.replace("$bad_id_field", _BAD_ID_FIELD).replace("$id_pattern", sql_str(ID_PATTERN)), ingested_at))
     if ctx.source == "ehr":
         # patient_registered only for the first accepted version of a patient this file keyed
         con.execute("""

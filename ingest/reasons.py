@@ -15,6 +15,7 @@ RECORD_REASONS: dict[str, str] = {
     "missing_value": "An Observation with no value (`dataAbsentReason`, or no value[x]/component).",
     "unknown_instrument": "An Observation whose code is neither a known instrument nor a known vital sign.",
     "out_of_range": "A value outside its plausible range: dose per route, BP, SpO2, heart rate, a score beyond its instrument's maximum.",
+    "invalid_identifier": "An identifier (the record's id, the patient reference or MRN, or a field named `*_id`) does not match the pattern: a letter or digit, then letters, digits and `. - _ :`, at most 64 characters (detail names the field).",
     "unknown_patient": "The record names a patient (reference or MRN) the warehouse does not know.",
     "future_time": "The record happened more than a day after it was ingested.",
     "before_birth": "The record happened before the patient's birth year.",
@@ -31,6 +32,10 @@ FILE_REASONS: dict[str, str] = {
     "outside_landing": "A symlink or path that resolves outside the landing folder.",
     "unstable_file": "The file changed while it was read (still being written); it is retried on the next run.",
     "unreadable": "The file cannot be opened or decoded at all.",
+    "file_too_large": "The file holds more bytes than `KAP_MAX_FILE_BYTES` once decompressed (checked while a gzip file streams, so a decompression bomb is stopped early).",
+    "expansion_ratio_exceeded": "A gzip file expands to more than `KAP_MAX_EXPANSION_RATIO` times its compressed size (files expanding to under 16 MiB are exempt).",
+    "line_too_long": "A line (one record) is longer than `KAP_MAX_LINE_BYTES`.",
+    "nesting_too_deep": "A JSON line nests objects/arrays deeper than `KAP_MAX_JSON_DEPTH` levels.",
 }
 
 
@@ -44,5 +49,8 @@ def render_markdown() -> str:
               "| reason code | meaning |", "|---|---|"]
     lines += [f"| `{k}` | {v} |" for k, v in FILE_REASONS.items()]
     lines += ["", "A rejected file's lines are not counted as records; `unstable_file` is not recorded at",
-              "all, so the file is tried again on the next run."]
+              "all, so the file is tried again on the next run. Every other rejection is recorded with",
+              "the file's sha256, so the same bytes are not read again; a changed file is read again.",
+              "The resource limits (`file_too_large` .. `nesting_too_deep`) are settings of `kap`",
+              "(README, Settings) and arguments of the `ingest` library (`ingest.limits.Limits`)."]
     return "\n".join(lines) + "\n"

@@ -1,10 +1,16 @@
-"""The event log's tables: raw.ingest_files, raw.events, raw.quarantine, restricted.patient_keys.
+"""The event log's tables: raw.ingest_files, raw.events, raw.quarantine, restricted.patient_keys,
+restricted.secrets and the view restricted.source_record_keys.
 
 `ensure_event_log` creates them when missing (idempotent). The loader writes nothing else.
 """
 from __future__ import annotations
 
+import secrets
+
 import duckdb
+
+#: restricted.secrets row keying the surrogates of source record ids (dbt macro source_key).
+SOURCE_ID_SECRET = "source_id_key"
 
 SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS raw;
@@ -65,9 +71,40 @@ CREATE TABLE IF NOT EXISTS restricted.patient_keys (
     created_at  TIMESTAMP NOT NULL,
     PRIMARY KEY (id_system, id_value)
 );
+
+-- Secrets of the restricted zone, made once with random values (ensure_event_log). Losing a
+-- secret changes every key derived from it.
+CREATE TABLE IF NOT EXISTS restricted.secrets (
+    name       VARCHAR PRIMARY KEY,
+    value      VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+"""
+
+# Source record ids -> the surrogate keys the marts carry instead (dbt macro source_key: the same
+# formula), to trace a published row back to its source. entity: the FHIR resource type, or
+# 'dosing' / 'note'.
+SOURCE_KEYS_VIEW = f"""
+CREATE VIEW IF NOT EXISTS restricted.source_record_keys AS
+WITH ids AS (
+    SELECT DISTINCT source, source_record_id,
+        CASE WHEN source = 'ehr' THEN split_part(source_record_id, '/', 1)
+             WHEN source = 'dosing' THEN 'dosing' ELSE 'note' END AS entity,
+        CASE WHEN source = 'ehr' THEN substr(source_record_id, strpos(source_record_id, '/') + 1)
+             ELSE source_record_id END AS source_id
+    FROM raw.events
+)
+SELECT ids.entity, ids.source_id, ids.source, ids.source_record_id,
+       left(sha256(k.value || '|' || ids.entity || '|' || ids.source_id), 32) AS surrogate_id
+FROM ids CROSS JOIN (SELECT value FROM restricted.secrets WHERE name = '{SOURCE_ID_SECRET}') AS k
 """
 
 
 def ensure_event_log(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the event-log schemas and tables when they do not exist yet."""
+    """Create the event-log schemas and tables when they do not exist yet, and the secret that keys
+    source record ids (256 random bits from the OS, made once)."""
     con.execute(SCHEMA_SQL)
+    if con.execute("SELECT 1 FROM restricted.secrets WHERE name = ?", [SOURCE_ID_SECRET]).fetchone() is None:
+        con.execute("INSERT INTO restricted.secrets VALUES (?, ?, now()::TIMESTAMP) ON CONFLICT DO NOTHING",
+                    [SOURCE_ID_SECRET, secrets.token_hex(32)])
+    con.execute(SOURCE_KEYS_VIEW)

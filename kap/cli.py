@@ -58,6 +58,9 @@ class KapGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
 def main(verbose: bool) -> None:
     """KAP care-pathway pipeline: landing exports -> event log -> marts -> analytics.duckdb."""
+    from kap.settings import restrict_umask
+
+    restrict_umask()      # owner-only files for every command and the Airflow processes it starts
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -204,7 +207,14 @@ def airflow(home: str | None, args: tuple[str, ...]) -> None:
 
     settings = _settings(home)
     env = {**os.environ, **airflow_environ(settings)}
+    # Airflow's components start `airflow` from PATH: this environment's first
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, *[p for p in env.get("PATH", "").split(os.pathsep) if p != bin_dir]])
     prepare(settings)
+    if args and args[0] == "standalone":
+        # loopback only: standalone without the log servers that bind every interface
+        cmd = [sys.executable, "-m", "kap.orchestration.loopback", *args[1:]]
+        os.execve(sys.executable, cmd, env)
     airflow_bin = Path(sys.executable).with_name("airflow")
     os.execve(str(airflow_bin), [str(airflow_bin), *args], env)
 

@@ -42,7 +42,8 @@ def step_ingest(landing: Path, settings: Settings, run_id: str | None = None,
 
     with writer(settings) as con:
         return ingest_landing(con, Path(landing), run_id=run_id, progress=progress, sources=sources,
-                              time_zones=clinic_time_zones(), default_time_zone=default_time_zone())
+                              time_zones=clinic_time_zones(), default_time_zone=default_time_zone(),
+                              limits=settings.limits)
 
 
 def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None = None):

@@ -4,7 +4,10 @@ The new database is written beside the target as `<target>.tmp-<run_id>` through
 own connection (ATTACH), then `os.replace`d onto the target: a reader sees the old file or the new
 one, never a half-built one, and a reader holding the old file open keeps reading it. Only the
 contract's mart tables and the data-quality results are copied - never raw.*, restricted.*,
-staging or intermediate models.
+staging or intermediate models. Beside the network file, each clinic gets its own file,
+analytics_clinic_<clinic_id>.duckdb, with only its rows of every table (by clinic_id, else by its
+episodes; integration_outcomes recomputed for the clinic), written and renamed the same way. Every text value starting with a spreadsheet formula trigger
+(= + - @ TAB CR) is published with a leading single quote (formula_safe_sql).
 """
 from __future__ import annotations
 
@@ -63,20 +66,63 @@ def _dq_run_ids(con, run_id: str) -> list[tuple[str, str]]:
     return [(stage, rid) for stage, rid in rows]
 
 
+def clinic_target(target: Path, clinic_id: str) -> Path:
+    """Where one clinic's file is published, beside the network file: analytics_clinic_<id>.duckdb
+    (for an as-of target, analytics_asof_<time>_clinic_<id>.duckdb)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", clinic_id)
+    return target.with_name(f"{target.stem}_clinic_{safe}.duckdb")
+
+
+def _columns(con, table: str) -> set[str]:
+    return {r[0].lower() for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'marts' AND table_name = ?",
+        [table]).fetchall()}
+
+
+def _clinic_ids(con, tables: list[str]) -> list[str]:
+    ids: set[str] = set()
+    for table in tables:
+        if "clinic_id" in _columns(con, table):
+            ids |= {r[0] for r in con.execute(
+                f'SELECT DISTINCT clinic_id FROM marts."{table}" WHERE clinic_id IS NOT NULL').fetchall()}
+    return sorted(ids)
+
+
+# Marts whose rows mix clinics: a clinic's file gets a table recomputed for the clinic instead.
+RECOMPUTED_PER_CLINIC = {"integration_outcomes": "integration_outcomes_clinic"}
+
+
+def _table_source(con, table: str, clinic: str | None) -> tuple[str, list]:
+    """(SELECT, parameters) of a published table: the whole mart, or one clinic's rows of it -
+    by clinic_id, else by the clinic's episodes (care_pathways), else recomputed per clinic."""
+    select = f"SELECT {_formula_safe_columns(con, 'marts', table)}"
+    if clinic is None:
+        return f'{select} FROM marts."{table}"', []
+    cols = _columns(con, table)
+    if table in RECOMPUTED_PER_CLINIC:
+        return f'{select} FROM marts."{RECOMPUTED_PER_CLINIC[table]}" WHERE clinic_id = ?', [clinic]
+    if "clinic_id" in cols:
+        return f'{select} FROM marts."{table}" WHERE clinic_id = ?', [clinic]
+    if "episode_key" in cols:
+        return (f'{select} FROM marts."{table}" WHERE episode_key IN '
+                f"(SELECT episode_key FROM marts.care_pathways WHERE clinic_id = ?)", [clinic])
+    raise PublishRefused(f"marts.{table} has no clinic_id or episode_key: it cannot be split by clinic")
+
+
 def publish(settings: Settings, run_id: str, as_of: str | None = None, target: Path | None = None) -> Path:
-    """Copy marts + dq results into a fresh file and atomically replace the target with it."""
+    """Copy marts + dq results into fresh files - the network file and one file per clinic - and
+    atomically replace the published files with them (each its own rename; the network file last)."""
     if target is None:
         target = as_of_target(settings, as_of) if as_of else settings.analytics
     target = Path(target).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     safe_run = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
-    tmp = target.with_name(f"{target.name}.tmp-{safe_run}")
 
-    alias = "kap_publish"
     with writer(settings) as con:
         # Under the writer lock no other publish is under way: any tmp file is a killed run's.
-        for leftover in target.parent.glob(f"{target.name}.tmp-*"):
-            leftover.unlink(missing_ok=True)
+        for pattern in (f"{target.name}.tmp-*", f"{target.stem}_clinic_*.duckdb.tmp-*"):
+            for leftover in target.parent.glob(pattern):
+                leftover.unlink(missing_ok=True)
         existing = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'").fetchall()}
         tables = [t for t in MART_TABLES if t in existing]
@@ -84,53 +130,112 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
         if missing:
             log.warning("publishing without marts not built yet: %s", ", ".join(missing))
         for table in tables:
-            cols = {r[0].lower() for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'marts' AND table_name = ?",
-                [table]).fetchall()}
-            bad = sorted(cols & FORBIDDEN_COLUMNS)
+            bad = sorted(_columns(con, table) & FORBIDDEN_COLUMNS)
             if bad:
                 raise PublishRefused(f"marts.{table} has identifier column(s) {bad}: not published")
         dq_runs = _dq_run_ids(con, run_id)
         published_at = _utcnow()
-        # BI drivers and the DuckDB shell on PyPI are often DuckDB 1.x, which cannot open the 2.x
-        # default storage format; v1.2.0 storage opens in both.
-        con.execute(f"ATTACH {path_for_sql(tmp)} AS {alias} (STORAGE_VERSION '{BI_STORAGE_VERSION}')")
+        clinics = _clinic_ids(con, tables)
+        files = [(target, None)] + [(clinic_target(target, c), c) for c in clinics]
+        if len({path for path, _ in files}) != len(files):
+            raise PublishRefused(f"two clinic ids map to one file name: {clinics}")
+        written: list[tuple[Path, Path]] = []
         try:
-            counts: dict[str, int] = {}
-            for table in tables:
-                con.execute(f'CREATE TABLE {alias}.main."{table}" AS SELECT * FROM marts."{table}"')
-                counts[table] = con.execute(f'SELECT count(*) FROM {alias}.main."{table}"').fetchone()[0]
-                crashpoints.reached("publish.mid_copy")
-            dq_filter = " OR ".join(["(stage = ? AND run_id = ?)"] * len(dq_runs)) or "FALSE"
-            dq_params = [v for pair in dq_runs for v in pair]
-            if dq_runs:
-                con.execute(f"CREATE TABLE {alias}.main.dq_results AS SELECT * FROM dq.check_results "
-                            f"WHERE {dq_filter} ORDER BY stage, check_id", dq_params)
-            else:
-                con.execute(f"""CREATE TABLE {alias}.main.dq_results (
-                    run_id VARCHAR, stage VARCHAR, check_id VARCHAR, target VARCHAR, "column" VARCHAR,
-                    check_type VARCHAR, kahn_category VARCHAR, severity VARCHAR, status VARCHAR,
-                    rows_checked BIGINT, rows_failed BIGINT, pct_failed DOUBLE, threshold_pct DOUBLE,
-                    failing_keys_sample VARCHAR, note VARCHAR, location VARCHAR, detail VARCHAR)""")
-            counts["dq_results"] = con.execute(f"SELECT count(*) FROM {alias}.main.dq_results").fetchone()[0]
-            con.execute(f"""CREATE TABLE {alias}.main.publish_runs (
-                run_id VARCHAR NOT NULL, as_of TIMESTAMP, published_at TIMESTAMP NOT NULL,
-                table_name VARCHAR NOT NULL, row_count BIGINT NOT NULL, dq_runs VARCHAR)""")
-            con.executemany(f"INSERT INTO {alias}.main.publish_runs VALUES (?, ?, ?, ?, ?, ?)",
-                            [[run_id, as_of, published_at, name, n, json.dumps(dict(dq_runs))]
-                             for name, n in counts.items()])
-            con.execute(f"CHECKPOINT {alias}")
+            for path, clinic in files:
+                tmp = path.with_name(f"{path.name}.tmp-{safe_run}")
+                _write_snapshot(con, tmp, tables, clinic, dq_runs, run_id, as_of, published_at)
+                written.append((tmp, path))
         except BaseException:
-            con.execute(f"DETACH {alias}")
-            tmp.unlink(missing_ok=True)
+            for tmp, _ in written:
+                tmp.unlink(missing_ok=True)
             raise
-        con.execute(f"DETACH {alias}")
-    _fsync(tmp)
+    for tmp, _ in written:
+        os.chmod(tmp, settings.analytics_mode)       # the group-readable files (KAP_ANALYTICS_MODE)
+        _fsync(tmp)
     crashpoints.reached("publish.before_replace")
-    os.replace(tmp, target)
+    for tmp, path in written[1:] + written[:1]:      # clinic files first, the network file last
+        os.replace(tmp, path)
+    current = {path for _, path in written}
+    for stale in target.parent.glob(f"{target.stem}_clinic_*.duckdb"):
+        if stale not in current:                       # a clinic with no rows any more
+            stale.unlink(missing_ok=True)
     _fsync_dir(target.parent)
-    log.info("published %d tables to %s (run %s)", len(tables), target, run_id)
+    if target.parent == settings.home:
+        os.chmod(settings.home, settings.home_mode)
+    log.info("published %d tables to %s and %d clinic files (run %s)", len(tables), target, len(clinics), run_id)
     return target
+
+
+def _write_snapshot(con, tmp: Path, tables: list[str], clinic: str | None, dq_runs, run_id: str,
+                    as_of, published_at) -> None:
+    """One published file: the tables (one clinic's rows when `clinic`), dq_results, publish_runs."""
+    alias = "kap_publish"
+    # BI drivers and the DuckDB shell on PyPI are often DuckDB 1.x, which cannot open the 2.x
+    # default storage format; v1.2.0 storage opens in both.
+    con.execute(f"ATTACH {path_for_sql(tmp)} AS {alias} (STORAGE_VERSION '{BI_STORAGE_VERSION}')")
+    try:
+        counts: dict[str, int] = {}
+        for table in tables:
+            sql, params = _table_source(con, table, clinic)
+            con.execute(f'CREATE TABLE {alias}.main."{table}" AS {sql}', params)
+            counts[table] = con.execute(f'SELECT count(*) FROM {alias}.main."{table}"').fetchone()[0]
+            crashpoints.reached("publish.mid_copy")
+        dq_filter = " OR ".join(["(stage = ? AND run_id = ?)"] * len(dq_runs)) or "FALSE"
+        dq_params = [v for pair in dq_runs for v in pair]
+        if dq_runs:
+            # a clinic's file: the checks' results, without samples of failing rows (any clinic's)
+            replace = {"failing_keys_sample": "NULL::VARCHAR AS failing_keys_sample"} if clinic else None
+            cols = _formula_safe_columns(con, "dq", "check_results", replace=replace)
+            con.execute(f"CREATE TABLE {alias}.main.dq_results AS SELECT {cols} FROM dq.check_results "
+                        f"WHERE {dq_filter} ORDER BY stage, check_id", dq_params)
+        else:
+            con.execute(f"""CREATE TABLE {alias}.main.dq_results (
+                run_id VARCHAR, stage VARCHAR, check_id VARCHAR, target VARCHAR, "column" VARCHAR,
+                check_type VARCHAR, kahn_category VARCHAR, severity VARCHAR, status VARCHAR,
+                rows_checked BIGINT, rows_failed BIGINT, pct_failed DOUBLE, threshold_pct DOUBLE,
+                failing_keys_sample VARCHAR, note VARCHAR, location VARCHAR, detail VARCHAR)""")
+        counts["dq_results"] = con.execute(f"SELECT count(*) FROM {alias}.main.dq_results").fetchone()[0]
+        con.execute(f"""CREATE TABLE {alias}.main.publish_runs (
+            run_id VARCHAR NOT NULL, as_of TIMESTAMP, published_at TIMESTAMP NOT NULL,
+            table_name VARCHAR NOT NULL, row_count BIGINT NOT NULL, dq_runs VARCHAR)""")
+        con.executemany(f"INSERT INTO {alias}.main.publish_runs VALUES (?, ?, ?, ?, ?, ?)",
+                        [[run_id, as_of, published_at, name, n, json.dumps(dict(dq_runs))]
+                         for name, n in counts.items()])
+        con.execute(f"CHECKPOINT {alias}")
+    except BaseException:
+        con.execute(f"DETACH {alias}")
+        tmp.unlink(missing_ok=True)
+        raise
+    con.execute(f"DETACH {alias}")
+
+
+# Spreadsheet formula injection: a cell starting with one of these is run as a formula when an
+# analyst opens a CSV export of a BI table in a spreadsheet (`=HYPERLINK(...)`, `+cmd|...`,
+# `@SUM(...)`, and TAB/CR, which some spreadsheets skip before such a character).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe_sql(expr: str) -> str:
+    """SQL for `expr` (a VARCHAR) with a leading formula trigger escaped by a single quote, the
+    spreadsheet convention for "this is text": '=1+1' -> \"'=1+1\". Other values are unchanged."""
+    triggers = ", ".join("chr(%d)" % ord(c) for c in FORMULA_TRIGGERS)
+    return f"CASE WHEN left({expr}, 1) IN ({triggers}) THEN chr(39) || {expr} ELSE {expr} END"
+
+
+def _formula_safe_columns(con, schema: str, table: str, replace: dict[str, str] | None = None) -> str:
+    """The select list of a published table: every text column through formula_safe_sql
+    (`replace`: column -> a select item used instead)."""
+    cols = con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                       "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                       [schema, table]).fetchall()
+    out = []
+    for name, dtype in cols:
+        q = '"' + name.replace('"', '""') + '"'
+        if replace and name in replace:
+            out.append(replace[name])
+            continue
+        out.append(f"{formula_safe_sql(q)} AS {q}" if dtype == "VARCHAR" else q)
+    return ", ".join(out)
 
 
 def _fsync(path: Path) -> None:

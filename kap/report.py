@@ -3,7 +3,8 @@
 It reads the published analytics.duckdb (what BI tools see), so it shows exactly what was
 published. Charts are drawn with matplotlib and embedded as data: URIs, styles are inline: the
 page opens offline and references no remote URL. Counts of 5 or fewer are suppressed
-(DOMAIN.md section 6: small cells).
+(DOMAIN.md section 6: small cells), with complementary suppression where a shown total would give
+a hidden count back (kap.suppression).
 """
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from pathlib import Path
 import duckdb
 
 from kap.settings import Settings
+from kap.suppression import SMALL_CELL, complementary_suppression, is_small
 
 log = logging.getLogger(__name__)
-
-SMALL_CELL = 5  # counts <= this are suppressed in aggregate reports
 
 
 def suppress(n: int | None) -> str:
@@ -121,7 +121,9 @@ def _response_curve(con) -> Section:
         FROM assessments
         WHERE instrument = 'phq9' AND is_post_dose AND baseline_score IS NOT NULL
         GROUP BY week ORDER BY week""").fetchall()
-    kept = [(w, n, r) for w, n, r in rows if n > SMALL_CELL]
+    # each week is a line: scored = responding + not responding (complementary suppression)
+    hidden_by_week = {w: _response_hidden(n, r) for w, n, r in rows}
+    kept = [(w, n, r) for w, n, r in rows if not hidden_by_week[w] & {"scored", "responding"}]
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.plot([w for w, _, _ in kept], [r / n for _, n, r in kept], marker="o", color="#2e7d32")
     ax.set_ylim(0, 1)
@@ -129,7 +131,8 @@ def _response_curve(con) -> Section:
     ax.set_ylabel("share responding (>= 50 % below baseline)")
     ax.set_title("PHQ-9 response by weeks since first dose")
     table = _table(["week", "episodes scored", "responding"],
-                   [[w, suppress(n), suppress(r) if n > SMALL_CELL else "suppressed"] for w, n, r in rows])
+                   [[w, _shown(n, "scored" in hidden_by_week[w]), _shown(r, "responding" in hidden_by_week[w])]
+                    for w, n, r in rows])
     return Section("PHQ-9 response", _chart(_figure_uri(fig), "PHQ-9 response curve") + table
                    + _outcome_status(con))
 
@@ -184,6 +187,18 @@ def _caseload(con) -> Section:
     table = _table(["clinic", "latest week", "therapists active", "episodes in their caseloads", "largest caseload"],
                    [[c, w, t, suppress(total), suppress(top)] for c, w, t, total, top in latest])
     return Section("Caseload by clinic", _chart(_figure_uri(fig), "therapist caseload chart per clinic") + table)
+
+
+def _response_hidden(scored: int, responding: int) -> set[str]:
+    """Which of a week's counts to hide: small ones, and complementary ones (kap.suppression)."""
+    counts = {"scored": scored, "responding": responding, "not_responding": scored - responding}
+    return complementary_suppression(counts, [("scored", ["responding", "not_responding"])])
+
+
+def _shown(n: int, hidden: bool) -> str:
+    if not hidden:
+        return suppress(n)
+    return f"<={SMALL_CELL}" if is_small(n) else "suppressed"
 
 
 def _safety(con) -> Section:
@@ -253,7 +268,8 @@ def render(analytics: Path, run_id: str) -> str:
         f"<title>KAP run report {html.escape(run_id)}</title><style>{STYLE}</style></head><body>"
         f"<h1>KAP nightly run report</h1><p class=meta>run {html.escape(run_id)} - published "
         f"{html.escape(str(published[0]))} - as of {html.escape(str(published[1] or 'latest'))} - "
-        f"counts of {SMALL_CELL} or fewer are suppressed</p>"
+        f"counts of {SMALL_CELL} or fewer are suppressed, and so is the smallest other count wherever "
+        "a total would give a suppressed one back</p>"
         + "".join(parts) + "</body></html>"
     )
 

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from ingest.limits import DEFAULT as DEFAULT_LIMITS
+from ingest.limits import Limits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -11,11 +14,54 @@ EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 DAGS_DIR = PROJECT_ROOT / "dags"
 
 
+# Resource limits per landing file (ingest.limits): environment variable -> Limits field.
+LIMIT_ENV: dict[str, str] = {
+    "KAP_MAX_FILE_BYTES": "max_decompressed_bytes",
+    "KAP_MAX_EXPANSION_RATIO": "max_expansion_ratio",
+    "KAP_MAX_LINE_BYTES": "max_line_bytes",
+    "KAP_MAX_JSON_DEPTH": "max_json_depth",
+}
+ANALYTICS_MODE_ENV = "KAP_ANALYTICS_MODE"
+DEFAULT_ANALYTICS_MODE = 0o640
+
+
+def limits_from_env() -> Limits:
+    """The ingest limits, each from its environment variable when set (README: settings)."""
+    values = {}
+    for env, name in LIMIT_ENV.items():
+        raw = os.environ.get(env, "").strip()
+        if raw:
+            kind = float if name == "max_expansion_ratio" else int
+            try:
+                values[name] = kind(raw)
+            except ValueError:
+                raise ValueError(f"{env}={raw!r} is not a number") from None
+    return Limits(**{**DEFAULT_LIMITS.__dict__, **values})
+
+
+def analytics_mode_from_env() -> int:
+    """Mode of the published analytics files: octal, owner read/write plus at most group read."""
+    raw = os.environ.get(ANALYTICS_MODE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_ANALYTICS_MODE
+    try:
+        mode = int(raw, 8)
+    except ValueError:
+        raise ValueError(f"{ANALYTICS_MODE_ENV}={raw!r} is not an octal mode such as 0640") from None
+    if mode & ~0o770 or (mode & 0o600) != 0o600:
+        raise ValueError(f"{ANALYTICS_MODE_ENV}={raw!r}: owner read/write, group at most read/write, "
+                         "nothing for others (e.g. 0600 or 0640)")
+    return mode
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Paths under KAP_HOME (default `var/` in the project root)."""
+    """Paths under KAP_HOME (default `var/` in the project root), the ingest limits per file and
+    the published files' mode (both from the environment, see the README)."""
 
     home: Path
+    limits: Limits = field(default_factory=limits_from_env)
+    analytics_mode: int = field(default_factory=analytics_mode_from_env)
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None) -> "Settings":
@@ -61,9 +107,19 @@ class Settings:
     def dbt_log_dir(self) -> Path:
         return self.home / "dbt" / "logs"
 
+    @property
+    def home_mode(self) -> int:
+        """KAP_HOME's own mode: owner-only, plus group search (x, never list) when the published
+        files are group-readable, so the BI group can open them by name and nothing else."""
+        return 0o710 if self.analytics_mode & 0o040 else 0o700
+
     def ensure_dirs(self) -> "Settings":
+        """Create the home's folders owner-only and make the process create owner-only files
+        (restrict_umask); modes already too open under KAP_HOME are tightened (secure_home)."""
+        restrict_umask()
         for path in (self.home, self.dq_dir, self.reports_dir, self.airflow_home):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        secure_home(self)
         return self
 
 
@@ -84,3 +140,50 @@ def clinic_time_zones() -> dict[str, str]:
             if clinic and zone:
                 zones[clinic] = zone
     return zones
+
+
+# Least privilege on disk: everything under KAP_HOME is the owner's alone (0700 folders, 0600
+# files), but the published analytics files, whose mode is the setting KAP_ANALYTICS_MODE.
+OWNER_ONLY_UMASK = 0o077
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def restrict_umask() -> None:
+    """Files and folders this process (and its children: Airflow, dbt) creates are owner-only."""
+    os.umask(os.umask(OWNER_ONLY_UMASK) | OWNER_ONLY_UMASK)
+
+
+def is_published_file(path: Path, home: Path) -> bool:
+    """analytics.duckdb, analytics_asof_*.duckdb and analytics_clinic_*.duckdb directly in KAP_HOME."""
+    return (path.parent == home and path.name.startswith("analytics") and path.suffix == ".duckdb"
+            and ".tmp-" not in path.name)
+
+
+def secure_home(settings: "Settings") -> None:
+    """Tighten modes under KAP_HOME: folders 0700 (the home itself `home_mode`), files 0600,
+    published analytics files `analytics_mode`. Symbolic links are not followed; a file that
+    vanishes or belongs to someone else meanwhile is left as it is."""
+    home = settings.home
+
+    def chmod(path: Path, mode: int) -> None:
+        try:
+            st = os.lstat(path)
+            if (st.st_mode & 0o7777) != mode:
+                os.chmod(path, mode)
+        except OSError:
+            pass
+
+    if not home.is_dir():
+        return
+    chmod(home, settings.home_mode)
+    for dirpath, dirnames, filenames in os.walk(home):
+        base = Path(dirpath)
+        for d in dirnames:
+            if not (base / d).is_symlink():
+                chmod(base / d, DIR_MODE)
+        for f in filenames:
+            p = base / f
+            if p.is_symlink():
+                continue
+            chmod(p, settings.analytics_mode if is_published_file(p, home) else FILE_MODE)

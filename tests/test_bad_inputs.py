@@ -316,8 +316,8 @@ def test_file_still_being_written_is_retried(tmp_path: Path, monkeypatch: pytest
     original = loader._load_lines
     grown = []
 
-    def load_and_grow(con, path, gz):
-        out = original(con, path, gz)
+    def load_and_grow(con, path, gz, *limits):
+        out = original(con, path, gz, *limits)
         if Path(path).absolute() == growing and not grown:
             with open(growing, "ab") as f:
                 f.write(corpus.lines(corpus.note("note-good-2")))

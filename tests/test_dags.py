@@ -212,6 +212,17 @@ def test_nightly_publishes_non_empty_marts(nightly_run, prepared_home):
 
 
 @pytest.mark.slow
+def test_world_readable_files_after_a_nightly_dag_run_are_owner_only(nightly_run, prepared_home):
+    from support.modes import wrong_modes
+
+    assert str(nightly_run[0].state) == "success", _states(nightly_run[0])
+    home = prepared_home.home
+    for must in ("warehouse.duckdb", "analytics.duckdb", "reports", "dq", "airflow/airflow.db", "airflow/logs"):
+        assert (home / must).exists(), must
+    assert wrong_modes(home, prepared_home.analytics_mode) == {}
+
+
+@pytest.mark.slow
 def test_nightly_with_nothing_new_skips_and_keeps_analytics(nightly_run, dagbag, prepared_home, small_landing):
     assert str(nightly_run[0].state) == "success"
     before = _sha256(prepared_home.analytics)

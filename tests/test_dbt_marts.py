@@ -145,6 +145,12 @@ def built(tmp_path_factory) -> Settings:
     return settings
 
 
+def sk(settings: Settings, entity: str, source_id: str) -> str:
+    """The surrogate key the marts carry for a source record id (dbt macro source_key)."""
+    return query(settings, f"""select left(sha256(value || '|{entity}|{source_id}'), 32) as k
+                               from restricted.secrets where name = 'source_id_key'""")[0]["k"]
+
+
 def by_patient(settings: Settings, table: str) -> dict[str, dict]:
     return {r["patient_key"]: r for r in query(settings, f"select * from marts.{table}")}
 
@@ -153,7 +159,7 @@ def test_care_pathways_has_one_row_per_episode(built):
     rows = by_patient(built, "care_pathways")
     assert set(rows) == {"P1", "P2", "P3"}
     p1 = rows["P1"]
-    assert p1["episode_key"] == "EP1"
+    assert p1["episode_key"] == sk(built, "EpisodeOfCare", "EP1")
     assert p1["referral_date"] == dt.date(2025, 1, 2)
     assert p1["screening_result"] == "eligible"
     assert p1["preparation_sessions"] == 1 and p1["has_preparation_before_first_dose"]
@@ -186,14 +192,15 @@ def test_screened_out_patient(built):
 
 
 def test_pathway_transitions_follow_the_phases(built):
-    rows = query(built, "select to_phase from marts.pathway_transitions where episode_key = 'EP1' "
-                        "order by transition_number")
+    rows = query(built, "select to_phase from marts.pathway_transitions "
+                        f"where episode_key = '{sk(built, 'EpisodeOfCare', 'EP1')}' order by transition_number")
     assert [r["to_phase"] for r in rows] == ["referral", "screening", "preparation", "induction",
                                              "maintenance", "discharged"]
 
 
 def test_patient_outcomes_phq9(built):
-    rows = query(built, "select * from marts.patient_outcomes where episode_key = 'EP1' and instrument = 'phq9'")
+    rows = query(built, "select * from marts.patient_outcomes "
+                        f"where episode_key = '{sk(built, 'EpisodeOfCare', 'EP1')}' and instrument = 'phq9'")
     assert len(rows) == 1
     o = rows[0]
     assert o["baseline_score"] == 20 and o["latest_score"] == 12 and o["best_score"] == 4
@@ -209,7 +216,7 @@ def test_dosing_sessions_one_row_per_dose(built):
     rows = query(built, "select dose_key, source_match, dose_number, phase from marts.dosing_sessions "
                         "where patient_key = 'P1' order by dose_number")
     assert len(rows) == 7
-    assert rows[0]["source_match"] == "both" and rows[0]["dose_key"] == "dl-DL-P1-1"
+    assert rows[0]["source_match"] == "both" and rows[0]["dose_key"] == "dl-" + sk(built, "dosing", "DL-P1-1")
     assert [r["phase"] for r in rows] == ["induction"] * 6 + ["maintenance"]
 
 
@@ -255,8 +262,9 @@ def test_as_of_before_and_after_a_correction(tmp_path):
     assert before.keys() == after.keys()
     changed = {k: {c for c in before[k] if before[k][c] != after[k][c]} for k in before}
     changed = {k: v for k, v in changed.items() if v}
-    assert changed == {"dl-DL-P1-3": {"dose_mg", "log_dose_mg"}}
-    assert (before["dl-DL-P1-3"]["dose_mg"], after["dl-DL-P1-3"]["dose_mg"]) == (35.0, 40.0)
+    dose3 = "dl-" + sk(settings, "dosing", "DL-P1-3")
+    assert changed == {dose3: {"dose_mg", "log_dose_mg"}}
+    assert (before[dose3]["dose_mg"], after[dose3]["dose_mg"]) == (35.0, 40.0)
 
 
 def test_a_malformed_as_of_is_rejected(tmp_path):

@@ -26,6 +26,7 @@ EXPECTED = {
     "care_continuity_indices_single_therapist_even_split_switch_and_too_few_sessions",
     "staff_weekly_sessions_chair_minutes_caseload_and_missed_appointments",
     "care_team_outcomes_bands_assessed_only_and_complementary_suppression",
+    "integration_outcomes_complementary_suppression",
 }
 
 

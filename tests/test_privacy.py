@@ -20,6 +20,7 @@ but the id and the role.
 from __future__ import annotations
 
 import base64
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -117,11 +118,57 @@ def _sentences(text: str) -> set[str]:
 
 # ---- the module's clinic, run end to end -----------------------------------------------------------
 
+def embed_identifiers_in_source_ids(landing: Path) -> None:
+    """Make source record ids carry identifiers, as real systems do: every dosing id embeds the
+    patient's MRN (`dl-MRN1000003-...`) and every appointment id the Patient.id
+    (`apt-p-000001-...`, references to it included)."""
+    for path in sorted((landing / "dosing").glob("*.csv")):
+        out = []
+        for line in path.read_bytes().splitlines(keepends=True):     # bytes: faults include bad UTF-8
+            row = next(csv.reader([line.decode("utf-8", "replace")]), [])
+            if len(row) > 2 and re.fullmatch(r"MRN\d+", row[2] or "") and re.fullmatch(r"[\w.-]+", row[0]):
+                line = line.replace(row[0].encode(), f"dl-{row[2]}-{row[0]}".encode(), 1)
+            out.append(line)
+        path.write_bytes(b"".join(out))
+    for path in sorted((landing / "ehr").glob("*.ndjson")):
+        path.write_bytes(re.sub(rb"\bapt-(\d{6})-", rb"apt-p-\1-", path.read_bytes()))
+
+
+def read_source_ids(landing: Path) -> dict[str, set[str]]:
+    """Patient.id values, and every source record id that must not reach analytics: the ids of
+    EHR resources (but clinics and practitioners, which stay), dosing ids and note ids."""
+    found: dict[str, set[str]] = {"patient_id": set(), "source_id": set()}
+    kept = {"Organization", "Location", "Practitioner", "PractitionerRole"}
+    for path in sorted((landing / "ehr").glob("*.ndjson")):
+        for r in _json_lines(path):
+            rid, rtype = r.get("id"), r.get("resourceType")
+            if isinstance(rid, str) and len(rid) >= 6 and rtype not in kept:
+                found["patient_id" if rtype == "Patient" else "source_id"].add(rid)
+    for path in sorted((landing / "dosing").glob("*.csv")):
+        for row in csv.DictReader(path.read_text("utf-8", "replace").splitlines()):
+            if isinstance(row.get("dosing_id"), str) and len(row["dosing_id"]) >= 6:
+                found["source_id"].add(row["dosing_id"])
+    for path in sorted((landing / "notes").glob("*.jsonl")):
+        found["source_id"].update(r["note_id"] for r in _json_lines(path)
+                                  if isinstance(r.get("note_id"), str) and len(r["note_id"]) >= 6)
+    return found
+
+
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("privacy") / "landing"
     generate(out, **CLINIC)
+    embed_identifiers_in_source_ids(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def source_ids(landing) -> dict[str, set[str]]:
+    found = read_source_ids(landing)
+    assert len(found["patient_id"]) >= CLINIC["patients"] and len(found["source_id"]) > 500
+    assert any(re.match(r"dl-MRN\d+-", i) for i in found["source_id"])
+    assert any(re.match(r"apt-p-\d{6}-", i) for i in found["source_id"])
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +247,9 @@ def _clinic_names(landing: Path) -> list[str]:
     return sorted(set(names), key=len, reverse=True)
 
 
+SOURCE_ID_FIELDS = ("dosing_id", "appointment_id", "encounter_id", "episode_id", "observation_id",
+                    "administration_id", "note_id", "referral_id", "condition_id", "adverse_event_id",
+                    "suspect_administration_id", "consent_id", "response_id", "document_id")
 ALL_KINDS = ("name_token", "full_name", "identifier", "telecom", "street", "birth_date", "sentence")
 
 
@@ -208,7 +258,13 @@ ALL_KINDS = ("name_token", "full_name", "identifier", "telecom", "street", "birt
 def test_event_payloads_hold_no_identifier_or_note_text(ingested, ids, landing):
     con = _connect(ingested.warehouse)
     try:
-        hits = _scan(con, "SELECT event_type AS \"where\", payload::VARCHAR AS hay FROM raw.events",
+        # Source record ids stay in the restricted log (to trace and correct records), even where
+        # an exporter built them from an MRN (embed_identifiers_in_source_ids); every other field
+        # of a payload is searched.
+        without_ids = "payload"
+        for f in SOURCE_ID_FIELDS:
+            without_ids = f"json_remove({without_ids}, '$.{f}')"
+        hits = _scan(con, f"SELECT event_type AS \"where\", {without_ids}::VARCHAR AS hay FROM raw.events",
                      ids, ALL_KINDS, mask=_clinic_names(landing))
     finally:
         con.close()
@@ -298,6 +354,58 @@ def test_analytics_holds_no_identifier_or_note_text(published, ids, landing):
     assert hits == []
 
 
+def test_source_ids_and_identifiers_inside_them_never_reach_analytics(published, source_ids, ids):
+    """Every source record id (dosing, appointment, encounter, administration, note, observation,
+    episode ...) is a keyed surrogate in analytics, so neither the id nor an MRN or Patient.id
+    embedded in it (`dl-MRN1000003-...`, `apt-p-000001-...`) can be found there."""
+    needles = {**source_ids, "identifier": ids["identifier"]}
+    con = _connect(published.analytics)
+    try:
+        cols = _text_columns(con)
+        union = " UNION ALL ".join(
+            f"SELECT '{t}.{c}' AS \"where\", \"{c}\"::VARCHAR AS hay FROM \"{s}\".\"{t}\"" for s, t, c in cols)
+        hits = _scan(con, union, needles, ("patient_id", "source_id", "identifier"))
+        published_ids = con.execute("SELECT count(DISTINCT dosing_id), count(DISTINCT appointment_id) "
+                                    "FROM dosing_sessions, therapy_sessions").fetchone()
+    finally:
+        con.close()
+    assert hits == []
+    assert all(n > 0 for n in published_ids), "the marts carry the (surrogate) ids"
+
+
+def test_source_record_keys_trace_a_published_row_back_and_stay_stable(published):
+    """The restricted warehouse maps each surrogate back to its source id; a rebuild gives the same."""
+    from kap.transform import build
+
+    con = _connect(published.analytics)
+    try:
+        before = con.execute("SELECT dosing_id, appointment_id FROM dosing_sessions d "
+                             "JOIN therapy_sessions t USING (patient_key) WHERE dosing_id IS NOT NULL "
+                             "AND appointment_id IS NOT NULL LIMIT 1").fetchone()
+    finally:
+        con.close()
+    wh = _connect(published.warehouse)
+    try:
+        traced = dict(wh.execute(
+            "SELECT entity, source_id FROM restricted.source_record_keys WHERE surrogate_id IN (?, ?)",
+            list(before)).fetchall())
+        secret = wh.execute("SELECT value FROM restricted.secrets WHERE name = 'source_id_key'").fetchone()[0]
+    finally:
+        wh.close()
+    assert re.match(r"dl-MRN\d+-", traced["dosing"]) and traced["Appointment"].startswith("apt-p-")
+    assert len(secret) == 64
+    for entity, value in traced.items():     # not a plain hash of the id: the secret is needed
+        for text in (value, f"{entity}|{value}", f"|{entity}|{value}"):
+            assert hashlib.sha256(text.encode()).hexdigest()[:32] not in before
+    build(published, full_refresh=True)
+    wh = _connect(published.warehouse)
+    try:
+        again = wh.execute("SELECT count(*) FROM marts.dosing_sessions WHERE dosing_id = ?", [before[0]]).fetchone()[0]
+    finally:
+        wh.close()
+    assert again == 1
+
+
 def test_analytics_has_no_restricted_or_intermediate_layer(published):
     con = _connect(published.analytics)
     try:
@@ -351,6 +459,9 @@ def test_scanner_finds_what_it_looks_for(landing, ids):
         _load_needles(con, ids, ALL_KINDS)
         for kind in ALL_KINDS:
             assert _scan(con, "SELECT * FROM landing_lines", ids, (kind,)), kind
+        source_ids = read_source_ids(landing)
+        for kind in ("patient_id", "source_id"):
+            assert _scan(con, "SELECT * FROM landing_lines", source_ids, (kind,)), kind
     finally:
         con.close()
 

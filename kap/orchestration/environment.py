@@ -47,11 +47,18 @@ def airflow_environ(settings: Settings) -> dict[str, str]:
         # Parsing the DAGs on a busy 2-core machine can take a few seconds.
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__API__HOST": "127.0.0.1",
+        # Loopback only (make ui): no scheduler health-check server; if enabled, on 127.0.0.1.
+        # The log servers, which bind every interface, are skipped by kap.orchestration.loopback.
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": port,
         "AIRFLOW__API__BASE_URL": api_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
         # There is no OpenLineage backend here.
         "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+        # Task logs owner-only (Airflow's defaults are 0775 folders, 0664 files).
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
         # dbt would otherwise try to reach its tracking host from every task.
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",

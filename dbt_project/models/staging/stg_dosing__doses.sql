@@ -1,7 +1,7 @@
 {#- Grain: one row per dosing session of the dosing log (dosing_id), current version: an amended
     row replaces the earlier one, a voided row removes the session. -#}
 select
-    {{ json_text('payload', 'dosing_id') }} as dosing_id,
+    {{ source_key('dosing', json_text('payload', 'dosing_id')) }} as dosing_id,
     patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'clinician_id') }} as clinician_id,

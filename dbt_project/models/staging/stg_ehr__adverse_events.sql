@@ -1,8 +1,8 @@
 select
-    {{ json_text('payload', 'adverse_event_id') }} as adverse_event_id,
+    {{ source_key('AdverseEvent', json_text('payload', 'adverse_event_id')) }} as adverse_event_id,
     patient_key,
-    {{ json_text('payload', 'encounter_id') }} as encounter_id,
-    {{ json_text('payload', 'suspect_administration_id') }} as suspect_administration_id,
+    {{ source_key('Encounter', json_text('payload', 'encounter_id')) }} as encounter_id,
+    {{ source_key('MedicationAdministration', json_text('payload', 'suspect_administration_id')) }} as suspect_administration_id,
     {{ json_text('payload', 'event_code') }} as event_code,
     {{ json_text('payload', 'event_display') }} as event_display,
     lower({{ json_text('payload', 'seriousness') }}) as seriousness,

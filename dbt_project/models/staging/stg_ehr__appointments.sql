@@ -3,7 +3,7 @@
     is_kap_session (ours): a KAP session type (consult, preparation, dosing, integration,
     psychotherapy, discharge); an appointment of any other kind is not KAP care. -#}
 select
-    {{ json_text('payload', 'appointment_id') }} as appointment_id,
+    {{ source_key('Appointment', json_text('payload', 'appointment_id')) }} as appointment_id,
     patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'practitioner_id') }} as practitioner_id,

@@ -1,9 +1,9 @@
 {#- Grain: one row per scored Observation (current version): PHQ-9, GAD-7, PCL-5, PHQ-2, CADSS,
     CADSS-6, MOAA/S. scored_at is the Observation's effective time (event occurred_at). -#}
 select
-    {{ json_text('payload', 'observation_id') }} as observation_id,
+    {{ source_key('Observation', json_text('payload', 'observation_id')) }} as observation_id,
     patient_key,
-    {{ json_text('payload', 'encounter_id') }} as encounter_id,
+    {{ source_key('Encounter', json_text('payload', 'encounter_id')) }} as encounter_id,
     lower({{ json_text('payload', 'instrument') }}) as instrument,
     {{ json_text('payload', 'code') }} as code,
     lower({{ json_text('payload', 'status') }}) as observation_status,

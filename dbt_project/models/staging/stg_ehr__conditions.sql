@@ -1,5 +1,5 @@
 select
-    {{ json_text('payload', 'condition_id') }} as condition_id,
+    {{ source_key('Condition', json_text('payload', 'condition_id')) }} as condition_id,
     patient_key,
     {{ json_text('payload', 'code_system') }} as code_system,
     {{ json_text('payload', 'code') }} as condition_code,

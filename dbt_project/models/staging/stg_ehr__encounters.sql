@@ -3,10 +3,10 @@
     (consult, preparation, dosing, integration, psychotherapy, discharge); 'other' encounters
     (the rest of an EHR history: check-ups, births, emergencies) are not KAP care. -#}
 select
-    {{ json_text('payload', 'encounter_id') }} as encounter_id,
+    {{ source_key('Encounter', json_text('payload', 'encounter_id')) }} as encounter_id,
     patient_key,
-    {{ json_text('payload', 'appointment_id') }} as appointment_id,
-    {{ json_text('payload', 'episode_id') }} as episode_id,
+    {{ source_key('Appointment', json_text('payload', 'appointment_id')) }} as appointment_id,
+    {{ source_key('EpisodeOfCare', json_text('payload', 'episode_id')) }} as episode_id,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'practitioner_id') }} as practitioner_id,
     coalesce(nullif(replace(event_type, 'encounter_', ''), 'other'),

@@ -1,6 +1,6 @@
 {#- Grain: one row per EpisodeOfCare, current version. -#}
 select
-    {{ json_text('payload', 'episode_id') }} as episode_id,
+    {{ source_key('EpisodeOfCare', json_text('payload', 'episode_id')) }} as episode_id,
     patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     lower({{ json_text('payload', 'status') }}) as episode_status,

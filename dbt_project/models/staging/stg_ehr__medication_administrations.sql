@@ -1,9 +1,9 @@
 {#- Grain: one row per MedicationAdministration whose current version is a given dose
     (completed / in-progress). A later not-done version replaces it and it drops out here. -#}
 select
-    {{ json_text('payload', 'administration_id') }} as administration_id,
+    {{ source_key('MedicationAdministration', json_text('payload', 'administration_id')) }} as administration_id,
     patient_key,
-    {{ json_text('payload', 'encounter_id') }} as encounter_id,
+    {{ source_key('Encounter', json_text('payload', 'encounter_id')) }} as encounter_id,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     lower({{ json_text('payload', 'drug') }}) as drug,
     {{ json_text('payload', 'rxnorm_code') }} as rxnorm_code,

@@ -2,7 +2,7 @@
     3457005 (patient referral), the code the KAP service's referrals carry (docs/inputs.md); other
     orders an EHR exports (labs, imaging, other services) stay in the log but open no episode. -#}
 select
-    {{ json_text('payload', 'referral_id') }} as referral_id,
+    {{ source_key('ServiceRequest', json_text('payload', 'referral_id')) }} as referral_id,
     patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'status') }} as referral_status,

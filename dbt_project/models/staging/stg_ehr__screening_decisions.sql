@@ -1,7 +1,7 @@
 select
-    {{ json_text('payload', 'observation_id') }} as observation_id,
+    {{ source_key('Observation', json_text('payload', 'observation_id')) }} as observation_id,
     patient_key,
-    {{ json_text('payload', 'encounter_id') }} as encounter_id,
+    {{ source_key('Encounter', json_text('payload', 'encounter_id')) }} as encounter_id,
     lower({{ json_text('payload', 'decision') }}) as decision,
     {{ json_text('payload', 'reason_code') }} as reason_code,
     lower({{ json_text('payload', 'status') }}) as observation_status,

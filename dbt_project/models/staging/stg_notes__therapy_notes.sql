@@ -1,7 +1,7 @@
 {#- Grain: one row per therapy note (note_id), current version; metadata only - the note text never
     enters the warehouse (DOMAIN.md section 6). -#}
 select
-    {{ json_text('payload', 'note_id') }} as note_id,
+    {{ source_key('note', json_text('payload', 'note_id')) }} as note_id,
     patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'therapist_id') }} as therapist_id,
