@@ -326,11 +326,11 @@ def test_the_ineligibility_reason_is_read_from_a_component_value_and_from_the_ol
                                   "where event_type = 'screening_decided'")) == [("69322001",), ("77386006",)]
 
 
-def test_a_clinic_time_zone_arriving_later_redates_incrementally_built_doses(tmp_path, monkeypatch):
-    """The incremental dose models are rebuilt when a clinic's zone changes: clinic la sends no
-    zone, so the 2025-03-05T03:00Z dose is dated 03-05 (UTC); a later drop carries only a new
-    Organization version with America/Los_Angeles, no patient event, and the next (incremental)
-    build dates the dose 03-04 in dosing_sessions too - as a full rebuild would."""
+def test_a_changed_time_zone_setting_redates_incrementally_built_doses(tmp_path, monkeypatch):
+    """The incremental dose models are rebuilt when the time-zone settings change: clinic la has
+    no zone, so the 2025-03-05T03:00Z dose is dated 03-05 (UTC); with KAP_CLINIC_TIMEZONES
+    la=America/Los_Angeles the next (incremental) build dates it 03-04 (19:00 PST) in
+    int_dose_series and dosing_sessions too, as a full rebuild would."""
     ex = Export()
     ex.clinic("la")
     ex.patient("p", "la")
@@ -340,10 +340,7 @@ def test_a_clinic_time_zone_arriving_later_redates_incrementally_built_doses(tmp
     settings = _build(tmp_path, ex, monkeypatch)
     assert _rows(settings, "select dose_date from marts.dosing_sessions") == [(dt.date(2025, 3, 5),)]
 
-    later = Export()
-    later.clinic("la", "America/Los_Angeles")
-    later.resources["Organization"][0]["meta"] = {"versionId": "2", "lastUpdated": "2025-06-02T00:00:00Z"}
-    step_ingest(later.write(tmp_path / "landing", drop="2025-06-02"), settings)
+    monkeypatch.setenv("KAP_CLINIC_TIMEZONES", "la=America/Los_Angeles")
     transform.build(settings)
     assert _rows(settings, "select dose_date from marts.dosing_sessions") == [(dt.date(2025, 3, 4),)]
     assert _rows(settings, "select dose_date from intermediate.int_dose_series") == [(dt.date(2025, 3, 4),)]

@@ -1,8 +1,8 @@
 {#- Incremental builds that stay equal to a full rebuild (README: "Incremental models").
 
     Each incremental model keeps a row in staging.kap_incremental_state: a fingerprint of what it
-    was built with (the checksums of the project's model files, the vars, as_of, the clinics' time
-    zones for models dated on local days; macro code is not in the
+    was built with (the checksums of the project's model files, the vars, as_of, the time-zone
+    settings KAP_TIMEZONE / KAP_CLINIC_TIMEZONES; macro code is not in the
     dbt graph: after changing a macro, build once with --full-refresh) and the event log's
     max(ingested_at) at that build ("ingested_through"). A build is a DELTA only when
       - the table exists and --full-refresh is not given (dbt's is_incremental()),
@@ -39,13 +39,9 @@
     {%- do parts.append('episode_gap_days=' ~ var('episode_gap_days')) -%}
     {%- do parts.append('dropout_days=' ~ var('dropout_days')) -%}
     {%- do parts.append('dose_match=' ~ var('dose_match_hours', 12) ~ '/' ~ var('dose_match_rounds', 3)) -%}
-    {#- a model dated on the clinics' local days (it names int_clinic_time_zones in a depends_on
-        comment) is rebuilt in full when any clinic's time zone changes -#}
-    {%- if execute and model is defined and 'model.kap.int_clinic_time_zones' in model.depends_on.nodes -%}
-        {%- set zones = run_query("select coalesce(string_agg(clinic_id || '=' || time_zone, ',' order by clinic_id), '') from "
-                                  ~ ref('int_clinic_time_zones')) -%}
-        {%- do parts.append('time_zones=' ~ zones.rows[0][0] ~ ';default=' ~ default_time_zone()) -%}
-    {%- endif -%}
+    {#- the time-zone settings date the doses: a change rebuilds in full (a FHIR timezone
+        extension that changes needs kap build --full-refresh) -#}
+    {%- do parts.append('time_zones=' ~ (clinic_time_zone_settings() | tojson) ~ ';default=' ~ default_time_zone()) -%}
     {{ return(local_md5(parts | join('\n'))) }}
 {%- endmacro %}
 
