@@ -89,7 +89,8 @@ def _clinic_ids(con, tables: list[str]) -> list[str]:
 
 
 # Marts whose rows mix clinics: a clinic's file gets a table recomputed for the clinic instead.
-RECOMPUTED_PER_CLINIC = {"integration_outcomes": "integration_outcomes_clinic"}
+RECOMPUTED_PER_CLINIC = {"integration_outcomes": "integration_outcomes_clinic",
+                         "care_team_outcomes": "care_team_outcomes_clinic"}
 
 
 def _table_source(con, table: str, clinic: str | None) -> tuple[str, list]:
