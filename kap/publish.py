@@ -101,13 +101,19 @@ def _table_source(con, table: str, clinic: str | None) -> tuple[str, list]:
         return f'{select} FROM marts."{table}"', []
     cols = _columns(con, table)
     if table in RECOMPUTED_PER_CLINIC:
-        return f'{select} FROM marts."{RECOMPUTED_PER_CLINIC[table]}" WHERE clinic_id = ?', [clinic]
+        recomputed = RECOMPUTED_PER_CLINIC[table]
+        if "clinic_id" not in _columns(con, recomputed):      # not built: no rows rather than all
+            return f'{select} FROM marts."{table}" WHERE FALSE', []
+        return f'{select} FROM marts."{recomputed}" WHERE clinic_id = ?', [clinic]
     if "clinic_id" in cols:
         return f'{select} FROM marts."{table}" WHERE clinic_id = ?', [clinic]
+    if "episode_key" in cols and "clinic_id" not in _columns(con, "care_pathways"):
+        return f'{select} FROM marts."{table}" WHERE FALSE', []   # no episode -> clinic map: no rows
     if "episode_key" in cols:
         return (f'{select} FROM marts."{table}" WHERE episode_key IN '
                 f"(SELECT episode_key FROM marts.care_pathways WHERE clinic_id = ?)", [clinic])
-    raise PublishRefused(f"marts.{table} has no clinic_id or episode_key: it cannot be split by clinic")
+    log.warning("marts.%s has no clinic_id or episode_key: the clinic files get it without rows", table)
+    return f'{select} FROM marts."{table}" WHERE FALSE', []
 
 
 def publish(settings: Settings, run_id: str, as_of: str | None = None, target: Path | None = None) -> Path:

@@ -95,6 +95,8 @@ CASES = [
     ("dosing-wrong-type", "dosing", "d.csv", [DOSING_HEADER, dose(dose_mg="forty")], "wrong_type"),
     ("dosing-bad-bool", "dosing", "d.csv", [DOSING_HEADER, dose(is_booster="perhaps")], "wrong_type"),
     ("dosing-route", "dosing", "d.csv", [DOSING_HEADER, dose(route="XX")], "invalid_code"),
+    ("dosing-formula-id", "dosing", "d.csv", [DOSING_HEADER, dose(dosing_id="@SUM(1+1)")], "invalid_identifier"),
+    ("notes-formula-clinic", "notes", "n.jsonl", [note(clinic_id="=HYPERLINK(1)")], "invalid_identifier"),
     ("dosing-dose", "dosing", "d.csv", [DOSING_HEADER, dose(dose_mg="500")], "out_of_range"),
     ("dosing-spo2", "dosing", "d.csv", [DOSING_HEADER, dose(spo2_min="140")], "out_of_range"),
     ("dosing-unknown-mrn", "dosing", "d.csv", [DOSING_HEADER, dose(patient_mrn="MRN-000000")], "unknown_patient"),
