@@ -27,7 +27,7 @@ EHR_KINDS = ("unparseable", "invalid_encoding", "not_an_object", "missing_resour
              "conflicting_duplicate", "duplicate_in_file")
 DOSING_KINDS = ("unparseable", "missing_required_field", "wrong_type", "invalid_code", "out_of_range",
                 "unknown_patient", "future_time", "before_birth", "end_before_start", "conflicting_duplicate",
-                "duplicate_in_file", "timestamp_without_offset")
+                "duplicate_in_file", "timestamp_without_offset", "invalid_identifier")
 NOTE_KINDS = ("unparseable", "invalid_encoding", "not_an_object", "missing_required_field", "wrong_type",
               "invalid_code", "unknown_patient", "future_time", "before_birth", "end_before_start",
               "conflicting_duplicate", "duplicate_in_file")
@@ -142,6 +142,7 @@ class FaultInjector:
         self.seen: Counter[str] = Counter()
         self.pending = {"ehr": list(EHR_KINDS), "dosing": list(DOSING_KINDS), "notes": list(NOTE_KINDS)}
         self.reexports: dict[str, list[bytes]] = defaultdict(list)   # relative path -> lines
+        self._voided_a_row = False   # a dosing amendment has voided its row yet
         self._unknown = patients + 1000   # indices past the last patient give MRNs nobody has
         self._csv_buf = io.StringIO()
         self._csv = csv.writer(self._csv_buf, lineterminator="\n")
@@ -354,7 +355,10 @@ class FaultInjector:
         kind = self._choose("dosing", list(DOSING_KINDS))
         if kind is None:
             if self.rng.random() < self.rate:
-                self._amend_row(row, void=self.rng.random() < 0.3)
+                # the first amendment voids its row, so every faulty log carries a voided row
+                void = self.rng.random() < 0.3 or not self._voided_a_row
+                self._voided_a_row = True
+                self._amend_row(row, void=void)
             return [line]
         self.counts[kind] += 1
         if kind == "duplicate_in_file":
@@ -407,6 +411,10 @@ class FaultInjector:
             row[c["clinic_id"]] = "clinic-00"
             for col in ("start_at", "end_at", "monitoring_end_at"):
                 row[c[col]] = _without_offset(row[c[col]])
+        elif kind == "invalid_identifier":
+            # a careless or hostile export: a spreadsheet formula or free text where an id belongs
+            row[c["dosing_id"]] = rng.choice(('=HYPERLINK("http://example.invalid","x")', "+cmd|' /C calc'!A0",
+                                              "@SUM(1+1)", "dose 12/3"))
         elif kind == "end_before_start":
             col = "end_at" if row[c["end_at"]] else "monitoring_end_at"
             start = _parse(row[c["start_at"]])
