@@ -113,13 +113,16 @@ def _utcnow() -> dt.datetime:
 
 def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: str | None = None,
                    progress: Callable[[str], None] | None = None,
-                   sources: Collection[str] | None = None) -> IngestSummary:
+                   sources: Collection[str] | None = None,
+                   on_file: Callable[[int, int, FileResult | None], None] | None = None) -> IngestSummary:
     """Ingest every new file of a landing folder, each exactly once, each in its own transaction.
 
     con: a read-write connection to the warehouse, held by the caller's single writer (the
     event-log tables are created on it when missing). sources: only these (ehr, dosing, notes);
     None = all. Dosing logs and notes name patients by MRN, so ingest 'ehr' before the others
-    (the Airflow DAG orders its per-source tasks so).
+    (the Airflow DAG orders its per-source tasks so). progress: one message per file (default: the
+    log). on_file(done, total, result): called with (0, total, None) once the new files are known,
+    then after each file - for a progress bar.
     """
     landing_dir = Path(landing_dir).absolute()
     run_id = run_id or f"ingest__{uuid.uuid4().hex[:12]}"
@@ -131,6 +134,8 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
                             ingested_at=ingested_at.isoformat() + "Z", ignored_paths=found.ignored)
     todo = [lf for lf in found.files if sources is None or lf.source in sources]
     ensure_event_log(con)
+    if on_file is not None:
+        on_file(0, len(todo), None)
     with ThreadPoolExecutor(STAGE_AHEAD, thread_name_prefix="kap-stage") as pool:
         # Connections take turns: while one commits file i, the others read and parse files
         # i+1 .. i+STAGE_AHEAD (DuckDB releases the GIL), so both cores work. Commits stay in
@@ -164,6 +169,8 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
                 f"accepted {result.records_accepted}, quarantined {result.records_quarantined}, "
                 f"duplicate {result.records_duplicate}, ignored {result.records_ignored}"
                 + (f" ({result.reject_reason})" if result.reject_reason else ""))
+            if on_file is not None:
+                on_file(i + 1, len(todo), result)
         for c in cons:
             c.close()
     summary.seconds = time.monotonic() - started
