@@ -43,6 +43,7 @@ docs: sync ## Regenerate the docs rendered from code
 BENCH_ARGS ?= --sizes 1000,10000,50000 --days 365 --out bench/RESULTS.md --work /tmp/kap-bench
 bench: sync ## Performance figures (ingest vs native read, kap run, incremental night, scaling, dags/) -> bench/RESULTS.md
 	$(RUN) python bench/run_bench.py $(BENCH_ARGS)
+	$(RUN) python bench/notes_throughput.py --tagging-only --label "this commit"
 
 clean: ## Remove everything generated under $(KAP_HOME)
 	rm -rf $(KAP_HOME)

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 READERS = {"ehr": fhir, "dosing": dosing, "notes": notes}
 STAGE_AHEAD = 2      # files read and parsed ahead of the one committing, each on its own connection
-_TEMP_TABLES = ("_kap_lines_raw", "_kap_badenc", "_kap_rec", "_kap_out")
+_TEMP_TABLES = ("_kap_lines_raw", "_kap_badenc", "_kap_rec", "_kap_out", notes.TAG_TABLE)
 
 
 class ReconciliationError(RuntimeError):
@@ -304,7 +304,10 @@ def _stage(con, landing_dir: Path, path: Path, source: str, ingested_at,
         st.ctx = Context(file_id=fh.sha256, source=source, ingested_at=ingested_at, header=header,
                          resource_types=_file_types(source, path))
         st.bad_lines = bad_lines
-        # 3. the reader's candidate records
+        # 3. the reader's candidate records (a reader may first derive what SQL cannot: note tags)
+        prepare_lines = getattr(READERS[source], "prepare_lines", None)
+        if prepare_lines is not None:
+            prepare_lines(con)
         _create_records(con, READERS[source], st.ctx, ingested_at)
     except BaseException:
         _drop_temps(con)

@@ -233,6 +233,8 @@ class RunConsole:
     def summary(self, rows: list[tuple[str, str]], paths: list[tuple[str, Path | str | None]]) -> None:
         """The closing table (what the run did) and the paths a user opens next."""
         out = Console(highlight=False, soft_wrap=True)
+        if not out.is_terminal:   # a pipe or a file: no 80-column squeeze
+            out = Console(highlight=False, soft_wrap=True, width=200)
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                       title=None, show_header=True)
         table.add_column(f"kap {self.command}", no_wrap=True)

@@ -17,6 +17,7 @@ EXPECTED = {
     "monitoring_completeness_and_bp_rise",
     "phase_transitions_in_time_order",
     "integration_outcomes_bands_durability_boosters_and_small_cells",
+    "adverse_event_tags_only_within_72h_after_a_dose",
 }
 
 
