@@ -325,7 +325,8 @@ def browser_session_cookie(url: str, password: str) -> str:
     return cookie
 
 
-def render(url: str, dash_id: int, cookie: str, screenshot: Path, settle_s: float = 20) -> list[str]:
+def render(url: str, dash_id: int, cookie: str, screenshot: Path, settle_s: float = 5,
+           timeout_s: float = 300) -> list[str]:
     """Open the dashboard in headless Chromium (DevTools protocol); return console errors, save a PNG."""
     import websocket  # websocket-client, a Superset dependency
 
@@ -369,14 +370,26 @@ def render(url: str, dash_id: int, cookie: str, screenshot: Path, settle_s: floa
         send("Emulation.setDeviceMetricsOverride", width=1600, height=2000, deviceScaleFactor=1, mobile=False)
         send("Network.setCookie", name="session", value=cookie, domain="127.0.0.1", path="/")
         send("Page.navigate", url=f"{url}/superset/dashboard/{dash_id}/")
-        deadline = time.monotonic() + settle_s
+        # wait until every chart has drawn (no "Waiting on ..." / loading box left), then settle
+        deadline = time.monotonic() + timeout_s
         ws.settimeout(1)
-        while time.monotonic() < deadline:
+        done_at = None
+        while time.monotonic() < deadline and (done_at is None or time.monotonic() < done_at + settle_s):
             try:
                 _collect(json.loads(ws.recv()), errors)
             except websocket.WebSocketTimeoutException:
-                pass
+                ws.settimeout(120)
+                state = send("Runtime.evaluate", returnByValue=True, expression=(
+                    "[document.querySelectorAll('.dashboard-component-chart-holder').length,"
+                    " document.querySelectorAll('.dashboard-component-chart-holder table').length,"
+                    " document.body.innerText.includes('Waiting on')]"))
+                holders, tables, waiting = state.get("result", {}).get("value", [0, 0, True])
+                if done_at is None and holders and tables >= holders and not waiting:
+                    done_at = time.monotonic()
+                ws.settimeout(1)
         ws.settimeout(120)
+        if done_at is None:
+            errors.append(f"the charts did not finish drawing within {timeout_s:.0f} s")
         shot = send("Page.captureScreenshot", format="png")
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         screenshot.write_bytes(base64.b64decode(shot["data"]))
@@ -395,7 +408,8 @@ def _collect(msg: dict, errors: list[str]) -> None:
     elif method == "Runtime.exceptionThrown":
         errors.append(params.get("exceptionDetails", {}).get("text", "exception"))
     elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-        errors.append(params["entry"].get("text", ""))
+        entry = params["entry"]
+        errors.append(f"{entry.get('text', '')} {entry.get('url', '')}".strip())
 
 
 # --- commands -------------------------------------------------------------------------------------
