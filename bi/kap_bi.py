@@ -457,7 +457,8 @@ def cmd_check(args) -> None:
             wait_healthy(url, proc)
             api = Api(url, password)                       # REST login
             dash_id = provision(api, analytics)
-            db = api.call("GET", f"database/{api.find('database', 'database_name', DATABASE)[0]}")["result"]
+            db_id = api.find("database", "database_name", DATABASE)[0]
+            db = api.call("GET", f"database/{db_id}/connection")["result"]   # the endpoint that shows extra
             assert json.loads(db["extra"])["engine_params"]["connect_args"]["read_only"] is True
             rows = chart_data(api, dash_id)
             assert len(rows) == len(CHARTS), rows
