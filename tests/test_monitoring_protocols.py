@@ -27,7 +27,7 @@ TABLE = {
     "SL": (("pre", "discharge"), 60, "start", False, False),
     "PO": (("pre", "discharge"), 60, "start", False, False),
 }
-CLINIC = {"patients": 200, "days": 150, "seed": 1, "fault_rate": 0.0}
+CLINIC = {"patients": 200, "days": 150, "seed": 4, "fault_rate": 0.0}
 
 
 def _at(text: str) -> dt.datetime | None:

@@ -165,7 +165,7 @@ def simulate_dose(rng: random.Random, *, dosing_id: str, route: str, start: dt.d
         monitoring = start + dt.timedelta(minutes=rng.randint(60, 120))
     # Setting and protocol lapses come from a generator of their own, seeded from the patient's
     # stream without drawing from it (same seed, same bytes; the patient's other draws stay put).
-    side = random.Random(hash(rng.getstate()))
+    side = random.Random(hash(rng.getstate()[1]))   # the state's ints: hash() of them is stable
     setting = pick(side, HOME_SETTINGS) if route in ("SL", "PO") and (booster or n >= 2) else "office"
     lapse = side.choice(LAPSES[route]) if setting == "office" and side.random() < LAPSE_RATE else None
     if lapse == "short_observation":
