@@ -10,7 +10,7 @@ DEMO_PATIENTS ?= 200
 DEMO_DAYS ?= 180
 DEMO_FAULT_RATE ?= 0.01
 
-.PHONY: help uv sync demo test test-scheduler generate run ui docs bench clean
+.PHONY: help uv sync demo test test-scheduler generate run ui docs bench clean bi bi-sync test-bi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,12 +40,27 @@ ui: sync ## Airflow standalone on http://127.0.0.1:8080 (login in the README)
 	@echo "Airflow UI: http://127.0.0.1:$${AIRFLOW__API__PORT:-8080} - user admin, password in $(KAP_HOME)/airflow/simple_auth_manager_passwords.json.generated (written on first start)"
 	$(RUN) kap airflow standalone
 
+BI_RUN := cd bi && $(UV) run --frozen --no-sync
+bi-sync: uv ## Install Superset's own locked environment into bi/.venv
+	cd bi && $(UV) sync --frozen
+
+bi: bi-sync ## Superset on http://127.0.0.1:8088 with the "KAP clinic operations" dashboard (after make demo)
+	$(BI_RUN) python kap_bi.py serve
+
+TEST_BI_HOME ?= /tmp/kap-test-bi
+test-bi: sync bi-sync ## Superset test: a small clinic published, dashboard provisioned, every chart queried, rendered in headless Chromium
+	rm -rf $(TEST_BI_HOME)
+	$(RUN) kap generate --out $(TEST_BI_HOME)/landing --patients 60 --days 120 --seed 5 > /dev/null
+	KAP_HOME=$(TEST_BI_HOME) $(RUN) kap run $(TEST_BI_HOME)/landing
+	$(BI_RUN) python kap_bi.py check --analytics $(TEST_BI_HOME)/analytics.duckdb --screenshot $(CURDIR)/docs/bi-dashboard.png
+
 docs: sync ## Regenerate the docs rendered from code
 	$(RUN) kap docs
 
 BENCH_ARGS ?= --sizes 1000,10000,50000 --days 365 --out bench/RESULTS.md --work /tmp/kap-bench
 bench: sync ## Performance figures (ingest vs native read, kap run, incremental night, scaling, dags/, scheduled night) -> bench/RESULTS.md
 	$(RUN) python bench/run_bench.py $(BENCH_ARGS)
+	$(RUN) python bench/notes_throughput.py --tagging-only --label "this commit"
 
 clean: ## Remove everything generated under $(KAP_HOME)
 	rm -rf $(KAP_HOME)

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 READERS = {"ehr": fhir, "dosing": dosing, "notes": notes}
 STAGE_AHEAD = 2      # files read and parsed ahead of the one committing, each on its own connection
-_TEMP_TABLES = ("_kap_lines_raw", "_kap_badenc", "_kap_rec", "_kap_out")
+_TEMP_TABLES = ("_kap_lines_raw", "_kap_badenc", "_kap_rec", "_kap_out", notes.TAG_TABLE)
 
 
 class ReconciliationError(RuntimeError):
@@ -122,7 +122,8 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
                    sources: Collection[str] | None = None,
                    time_zones: Mapping[str, str] | None = None,
                    default_time_zone: str | None = None,
-                   limits: Limits | None = None) -> IngestSummary:
+                   limits: Limits | None = None,
+                   on_file: Callable[[int, int, FileResult | None], None] | None = None) -> IngestSummary:
     """Ingest every new file of a landing folder, each exactly once, each in its own transaction.
 
     con: a read-write connection to the warehouse, held by the caller's single writer (the
@@ -132,6 +133,8 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
     default_time_zone: where a clinical time sent without a UTC offset is read (ingest/clocks.py).
     limits: the resource limits per file (ingest.limits; None = the defaults); a file over one is
     rejected and the next one goes on.
+    progress: one message per file (default: the log). on_file(done, total, result): called with
+    (0, total, None) once the new files are known, then after each file - for a progress bar.
     """
     zones = (tuple(sorted((time_zones or {}).items())), default_time_zone)
     landing_dir = Path(landing_dir).absolute()
@@ -144,6 +147,8 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
                             ingested_at=ingested_at.isoformat() + "Z", ignored_paths=found.ignored)
     todo = [lf for lf in found.files if sources is None or lf.source in sources]
     ensure_event_log(con)
+    if on_file is not None:
+        on_file(0, len(todo), None)
     with ThreadPoolExecutor(STAGE_AHEAD, thread_name_prefix="kap-stage") as pool:
         # Connections take turns: while one commits file i, the others read and parse files
         # i+1 .. i+STAGE_AHEAD (DuckDB releases the GIL), so both cores work. Commits stay in
@@ -177,6 +182,8 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
                 f"accepted {result.records_accepted}, quarantined {result.records_quarantined}, "
                 f"duplicate {result.records_duplicate}, ignored {result.records_ignored}"
                 + (f" ({result.reject_reason})" if result.reject_reason else ""))
+            if on_file is not None:
+                on_file(i + 1, len(todo), result)
         for c in cons:
             c.close()
     summary.seconds = time.monotonic() - started
@@ -321,7 +328,10 @@ def _stage(con, landing_dir: Path, path: Path, source: str, ingested_at,
                          resource_types=_file_types(source, path), time_zones=zones[0],
                          default_time_zone=zones[1])
         st.bad_lines = bad_lines
-        # 3. the reader's candidate records
+        # 3. the reader's candidate records (a reader may first derive what SQL cannot: note tags)
+        prepare_lines = getattr(READERS[source], "prepare_lines", None)
+        if prepare_lines is not None:
+            prepare_lines(con)
         _create_records(con, READERS[source], st.ctx, ingested_at)
     except BaseException:
         _drop_temps(con)

@@ -1,6 +1,9 @@
 """`kap`: the command line. Each command calls the same functions as the Airflow DAGs.
 
-Imports are lazy so that `kap --help` answers at once.
+Imports are lazy so that `kap --help` answers at once. `kap run`, `kap ingest` and `kap build`
+show one line per stage and a summary table and write their full log to KAP_HOME/logs/
+(kap/console.py); -v shows the log on the console too. Any failure ends in one line saying what
+failed and what to do; the traceback only with -v.
 """
 from __future__ import annotations
 
@@ -43,26 +46,44 @@ as_of_option = click.option("--as-of", "as_of", default=None, metavar="TIMESTAMP
 
 
 class KapGroup(click.Group):
-    """Turns the errors a user can act on into one clear line instead of a traceback."""
+    """Turns any error into one clear line instead of a traceback (the traceback with -v)."""
 
     def invoke(self, ctx):
-        from kap.warehouse import WarehouseBusy
-
         try:
             return super().invoke(ctx)
-        except WarehouseBusy as busy:
-            raise click.ClickException(f"{busy}. Set KAP_LOCK_WAIT_SECONDS to wait longer.") from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
+                SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns errors into a message
+            from kap.console import failure_line
+
+            logging.getLogger("kap.cli").debug("command failed", exc_info=True)
+            if ctx.params.get("verbose"):
+                import traceback
+
+                traceback.print_exception(exc, file=sys.stderr)
+            raise click.ClickException(failure_line(exc)) from None
 
 
 @click.group(cls=KapGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
-def main(verbose: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show the full log (dbt's node log included) and tracebacks on the console.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """KAP care-pathway pipeline: landing exports -> event log -> marts -> analytics.duckdb."""
+    from kap.console import setup_logging
     from kap.settings import restrict_umask
 
     restrict_umask()      # owner-only files for every command and the Airflow processes it starts
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(verbose)
+    ctx.obj = {"verbose": verbose}
+
+
+def _run_console(ctx: click.Context, command: str, settings: Settings, run_id: str):
+    from kap.console import RunConsole
+
+    verbose = bool((ctx.find_root().obj or {}).get("verbose"))
+    return RunConsole(command, settings.logs_dir / f"{run_id}.log", verbose=verbose)
 
 
 @main.command()
@@ -88,14 +109,41 @@ def generate(out: Path, patients: int, days: int, seed: int, fault_rate: float, 
 @main.command()
 @click.argument("landing", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @home_option
-def ingest(landing: Path, home: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the ingest summary as JSON instead of a table.")
+@click.pass_context
+def ingest(ctx: click.Context, landing: Path, home: str | None, as_json: bool) -> None:
     """Ingest new files of a landing folder (ehr/, dosing/, notes/) into the event log, exactly once."""
-    from kap.pipeline import new_run_id, step_ingest
+    from kap.pipeline import ingest_detail, new_run_id, step_ingest
 
-    settings = _settings(home)
-    summary = step_ingest(landing, settings, new_run_id(), progress=lambda msg: click.echo(msg, err=True))
-    _echo_json(summary.to_dict())
+    settings, run_id = _settings(home), new_run_id()
+    with _run_console(ctx, "ingest", settings, run_id) as shown:
+        shown.start("ingest", "ingest")
+        summary = step_ingest(landing, settings, run_id, stages=shown)
+        shown.finish("ingest", ingest_detail(summary))
+        if as_json:
+            _echo_json(summary.to_dict())
+        else:
+            shown.summary(_ingest_rows(summary), [])
     _fail_on_failed_files(summary)
+
+
+def _ingest_rows(summary) -> list[tuple[str, str]]:
+    """Per source: files, records read, accepted, quarantined, duplicate; events added."""
+    rows = []
+    for source in ("ehr", "dosing", "notes"):
+        files = [f for f in summary.files if f.source == source]
+        if not files:
+            continue
+        new = [f for f in files if f.status == "ingested"]
+        rows.append((source, f"{len(new)} new of {len(files)} files; read {sum(f.records_read for f in new):,}, "
+                             f"accepted {sum(f.records_accepted for f in new):,}, "
+                             f"quarantined {sum(f.records_quarantined for f in new):,}, "
+                             f"duplicate {sum(f.records_duplicate for f in new):,}"))
+    totals = summary.totals
+    rows.append(("events added", f"{totals['events_added']:,}"))
+    if summary.ignored_paths:
+        rows.append(("not landing files", f"{len(summary.ignored_paths)} ignored"))
+    return rows
 
 
 def _fail_on_failed_files(ingest_summary) -> None:
@@ -104,19 +152,25 @@ def _fail_on_failed_files(ingest_summary) -> None:
     if failed:
         raise click.ClickException(
             f"{len(failed)} file(s) could not be ingested and were rolled back: {', '.join(failed)}. "
-            "The rest was ingested; these are retried on the next run. The log above names the error.")
+            "The rest was ingested; these are retried on the next run. The log names the error.")
 
 
 @main.command()
 @home_option
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
-def build(home: str | None, as_of: str | None, full_refresh: bool) -> None:
+@click.pass_context
+def build(ctx: click.Context, home: str | None, as_of: str | None, full_refresh: bool) -> None:
     """Build staging, intermediate and mart tables with dbt from the event log."""
-    from kap.pipeline import step_build
+    from kap.pipeline import new_run_id, step_build
 
-    step_build(_settings(home), as_of=_as_of(as_of), full_refresh=full_refresh)
-    click.echo("dbt build finished")
+    settings = _settings(home)
+    as_of = _as_of(as_of)
+    with _run_console(ctx, "build", settings, new_run_id()) as shown:
+        shown.start("build", "dbt build")
+        step_build(settings, as_of=as_of, full_refresh=full_refresh, stages=shown)
+        shown.finish("build")
+        shown.summary([("dbt build", f"finished (as of {as_of or 'latest'})")], [])
 
 
 @main.command()
@@ -157,21 +211,29 @@ def publish(home: str | None, as_of: str | None, target: Path | None) -> None:
 @home_option
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
-def run(landing: Path, home: str | None, as_of: str | None, full_refresh: bool) -> None:
+@click.pass_context
+def run(ctx: click.Context, landing: Path, home: str | None, as_of: str | None, full_refresh: bool) -> None:
     """The whole nightly pipeline without Airflow: ingest, check, build, check, publish, report."""
-    from kap.pipeline import run as run_pipeline
-    from kap.quality import CriticalCheckFailed
+    from kap.pipeline import new_run_id, run as run_pipeline
 
-    settings = _settings(home)
-    try:
-        summary = run_pipeline(landing, settings, as_of=_as_of(as_of), full_refresh=full_refresh,
-                               progress=lambda msg: click.echo(msg, err=True))
-    except CriticalCheckFailed as failure:
-        raise click.ClickException(f"{failure}\nanalytics.duckdb was left as it was.") from None
-    click.echo(f"run {summary.run_id}: published {summary.published}")
-    if summary.report:
-        click.echo(f"report: {summary.report}")
+    settings, run_id = _settings(home), new_run_id()
+    as_of = _as_of(as_of)
+    with _run_console(ctx, "run", settings, run_id) as shown:
+        summary = run_pipeline(landing, settings, as_of=as_of, run_id=run_id, full_refresh=full_refresh,
+                               stages=shown)
+        shown.summary(_run_rows(summary), [("analytics", summary.published), ("report", summary.report)])
     _fail_on_failed_files(summary.steps["ingest"])
+
+
+def _run_rows(summary) -> list[tuple[str, str]]:
+    totals = summary.steps["ingest"].totals
+    landing, marts = summary.steps["validate_landing"], summary.steps["validate_marts"]
+    return [
+        ("run", summary.run_id),
+        ("ingested", f"{totals['files_ingested']} new files, {totals['events_added']:,} events"),
+        ("quarantined", f"{totals['records_quarantined']:,} records (raw.quarantine)"),
+        ("data quality", f"landing {landing.status}, marts {marts.status}"),
+    ]
 
 
 @main.command()

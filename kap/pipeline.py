@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from kap.settings import Settings
 from kap.warehouse import writer_lock
@@ -17,6 +17,46 @@ from kap.warehouse import writer_lock
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+
+
+class Stages(Protocol):
+    """Who watches the stages of a run (the command line's live lines); every call is optional work."""
+
+    def start(self, key: str, label: str) -> None: ...
+    def update(self, key: str, done: int, total: int | None = None, detail: str = "") -> None: ...
+    def finish(self, key: str, detail: str = "") -> None: ...
+
+
+class NoStages:
+    """Nobody watching: the log records the run."""
+
+    def start(self, key: str, label: str) -> None:
+        pass
+
+    def update(self, key: str, done: int, total: int | None = None, detail: str = "") -> None:
+        pass
+
+    def finish(self, key: str, detail: str = "") -> None:
+        pass
+
+
+def ingest_detail(summary) -> str:
+    t = summary.totals
+    text = (f"{t['files_ingested']} new files, {t['events_added']:,} events, "
+            f"{t['records_quarantined']:,} quarantined, {t['files_skipped']} already in")
+    if t["files_rejected"] or t["files_failed"]:
+        text += f", {t['files_rejected']} rejected, {t['files_failed']} failed"
+    return text
+
+
+def _file_watch(stages: Stages) -> Callable[[int, int, Any], None]:
+    events = [0]
+
+    def on_file(done: int, total: int, result) -> None:
+        if result is not None:
+            events[0] += result.events_added
+        stages.update("ingest", done, total, f"{done}/{total} files, {events[0]:,} events")
+    return on_file
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -34,16 +74,18 @@ class RunSummary:
 
 
 def step_ingest(landing: Path, settings: Settings, run_id: str | None = None,
-                progress: Progress | None = None, sources: list[str] | None = None):
+                progress: Progress | None = None, sources: list[str] | None = None,
+                stages: Stages | None = None):
     """The ingest library (ingest.loader) on the warehouse, as its single writer."""
     from ingest.loader import ingest_landing
     from kap.settings import clinic_time_zones, default_time_zone
     from kap.warehouse import writer
 
+    on_file = _file_watch(stages) if stages is not None else None
     with writer(settings) as con:
         return ingest_landing(con, Path(landing), run_id=run_id, progress=progress, sources=sources,
                               time_zones=clinic_time_zones(), default_time_zone=default_time_zone(),
-                              limits=settings.limits)
+                              limits=settings.limits, on_file=on_file)
 
 
 def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None = None):
@@ -52,10 +94,15 @@ def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None
     return validate(settings, stage=stage, run_id=run_id, as_of=as_of)
 
 
-def step_build(settings: Settings, as_of: str | None = None, full_refresh: bool = False):
+def step_build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
+               stages: Stages | None = None):
     from kap.transform import build
 
-    return build(settings, as_of=as_of, full_refresh=full_refresh)
+    on_node = None
+    if stages is not None:
+        def on_node(done: int, total: int, name: str) -> None:
+            stages.update("build", done, total, f"{done}/{total} nodes")
+    return build(settings, as_of=as_of, full_refresh=full_refresh, on_node=on_node)
 
 
 def step_publish(settings: Settings, run_id: str, as_of: str | None = None, target: Path | None = None) -> Path:
@@ -73,23 +120,47 @@ def step_report(settings: Settings, run_id: str) -> Path | None:
 
 
 def run(landing: Path, settings: Settings, as_of: str | None = None, run_id: str | None = None,
-        full_refresh: bool = False, progress: Progress | None = None) -> RunSummary:
-    """The whole nightly pipeline without Airflow, holding the single-writer lock throughout."""
+        full_refresh: bool = False, progress: Progress | None = None,
+        stages: Stages | None = None) -> RunSummary:
+    """The whole nightly pipeline without Airflow, holding the single-writer lock throughout.
+
+    progress: one message per step and per ingested file (default: the log). stages: a watcher
+    told when each stage starts, how far it is and how it ended (the command line's live lines).
+    """
     settings.ensure_dirs()
     run_id = run_id or new_run_id()
     say = progress or (lambda msg: log.info(msg))
+    watch = stages or NoStages()
     summary = RunSummary(run_id=run_id, as_of=as_of)
     with writer_lock(settings):
         say(f"[1/6] ingest {landing}")
-        summary.steps["ingest"] = step_ingest(landing, settings, run_id, progress=progress)
+        watch.start("ingest", "ingest")
+        ingested = summary.steps["ingest"] = step_ingest(landing, settings, run_id, progress=progress,
+                                                         stages=watch)
+        watch.finish("ingest", ingest_detail(ingested))
         say("[2/6] validate landing")
-        summary.steps["validate_landing"] = step_validate(settings, "landing", run_id, as_of)
+        watch.start("validate_landing", "check landing")
+        checked = summary.steps["validate_landing"] = step_validate(settings, "landing", run_id, as_of)
+        watch.finish("validate_landing", _checks_detail(checked))
         say("[3/6] dbt build")
-        step_build(settings, as_of=as_of, full_refresh=full_refresh)
+        watch.start("build", "dbt build")
+        step_build(settings, as_of=as_of, full_refresh=full_refresh, stages=watch)
+        watch.finish("build")   # the last node count stands
         say("[4/6] validate marts")
-        summary.steps["validate_marts"] = step_validate(settings, "marts", run_id, as_of)
+        watch.start("validate_marts", "check marts")
+        checked = summary.steps["validate_marts"] = step_validate(settings, "marts", run_id, as_of)
+        watch.finish("validate_marts", _checks_detail(checked))
         say("[5/6] publish")
+        watch.start("publish", "publish")
         summary.published = step_publish(settings, run_id, as_of)
+        watch.finish("publish", str(summary.published))
         say("[6/6] run report")
+        watch.start("report", "run report")
         summary.report = step_report(settings, run_id)
+        watch.finish("report", str(summary.report) if summary.report else "not written")
     return summary
+
+
+def _checks_detail(outcome) -> str:
+    return (f"{outcome.status}: {outcome.checks} checks, {len(outcome.failed_critical)} critical "
+            f"and {len(outcome.failed_warning)} warning failures")

@@ -210,7 +210,7 @@ def _safety(con) -> Section:
                coalesce(sum(adverse_events), 0), coalesce(sum(serious_adverse_events), 0)
         FROM dosing_safety""").fetchone()
     labels = ["dosing sessions", "BP rise >= 40 systolic or >= 25 diastolic",
-              "monitoring incomplete (3 BP, >= 120 min, SpO2; REMS form for esketamine)", "adverse events", "serious adverse events"]
+              "monitoring incomplete by its route's rule (at-home SL/PO not counted)", "adverse events", "serious adverse events"]
     return Section("Safety flags", _table(["flag", "count"], [[l, suppress(n)] for l, n in zip(labels, row)]))
 
 

@@ -104,6 +104,11 @@ class Settings:
         return self.home / "dbt" / "target"
 
     @property
+    def logs_dir(self) -> Path:
+        """One log file per `kap run` / `kap ingest` / `kap build` (<run id>.log), full detail."""
+        return self.home / "logs"
+
+    @property
     def dbt_log_dir(self) -> Path:
         return self.home / "dbt" / "logs"
 

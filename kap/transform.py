@@ -3,6 +3,11 @@
 `build` is what `kap build`, `kap run` and the DAGs call; `parse` writes manifest.json and the
 partial-parse state that later builds (one per layer in kap_nightly) start from.
 
+dbt's own console output is off (`--log-level none`): every dbt message goes to the Python logger
+`kap.dbt` at INFO instead (errors and warnings too, tagged), so `kap` writes dbt's node log to the
+run's log file and shows it only with -v, and an Airflow task log, which records every logger,
+keeps it in full. dbt's debug file log stays in KAP_HOME/dbt/logs/dbt.log.
+
 dbt-duckdb opens its own read-write handle on warehouse.duckdb, so the caller must not hold a
 DuckDB connection of its own on that file while dbt runs (DuckDB allows one writer). `build` takes
 the (re-entrant) writer lock itself, so a caller that already holds it just nests.
@@ -14,15 +19,20 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ingest import crashpoints
 from kap.settings import DBT_PROJECT_DIR, Settings
 from kap.warehouse import writer_lock
 
 log = logging.getLogger(__name__)
+dbt_log = logging.getLogger("kap.dbt")
+
+# on_node(done, total, node_name): called as dbt finishes each node (model, seed, test)
+NodeProgress = Callable[[int, int, str], None]
 
 _AS_OF = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?Z?$")
 # dbtRunner is not re-entrant, and KAP_WAREHOUSE is process-global: one dbt call at a time.
@@ -48,6 +58,7 @@ def _vars(as_of: str | None) -> str:
 
 def _common_args(settings: Settings) -> list[str]:
     return [
+        "--log-level", "none",
         "--project-dir", str(DBT_PROJECT_DIR),
         "--profiles-dir", str(DBT_PROJECT_DIR),
         "--target-path", str(settings.dbt_target_dir),
@@ -69,15 +80,49 @@ def _warehouse_env(settings: Settings) -> Iterator[None]:
             os.environ["KAP_WAREHOUSE"] = previous
 
 
-def _invoke(args: list[str], settings: Settings):
+def _log_event(event: Any) -> None:
+    """One dbt event -> the `kap.dbt` logger (INFO; dbt's warnings and errors tagged)."""
+    info = getattr(event, "info", None)
+    level = getattr(info, "level", "")
+    text = getattr(info, "msg", "")
+    if level == "debug" or not text or not text.strip():
+        return
+    dbt_log.info("%s%s", "" if level == "info" else f"[{level}] ", text)
+
+
+def _node_callback(on_node: NodeProgress) -> Callable[[Any], None]:
+    """Counts dbt's NodeFinished events; the total comes from the start lines (which carry it)."""
+    state = {"done": 0, "total": 0}
+    lock = threading.Lock()
+
+    def on_event(event: Any) -> None:
+        name = getattr(getattr(event, "info", None), "name", None)
+        data = getattr(event, "data", None)
+        with lock:
+            if name == "LogStartLine":
+                state["total"] = max(state["total"], getattr(data, "total", 0))
+                return
+            if name != "NodeFinished":
+                return
+            state["done"] += 1
+            done, total = state["done"], max(state["total"], state["done"])
+        node = getattr(getattr(data, "node_info", None), "node_name", "") or ""
+        on_node(done, total, node)
+    return on_event
+
+
+def _invoke(args: list[str], settings: Settings, on_node: NodeProgress | None = None):
     from dbt.cli.main import dbtRunner  # imported lazily: no work at import time (DAG parsing)
 
     settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
     settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [_log_event, *crashpoints.dbt_callbacks()]
+    if on_node is not None:
+        callbacks.append(_node_callback(on_node))
     with _dbt_call, _warehouse_env(settings):
         log.info("dbt %s", " ".join(args))
         try:
-            return dbtRunner(callbacks=crashpoints.dbt_callbacks()).invoke(args)
+            return dbtRunner(callbacks=callbacks).invoke(args)
         finally:
             _release_duckdb()
 
@@ -112,19 +157,22 @@ def _failures(result) -> list[str]:
         if status.endswith(("error", "fail", "runtimeerr")):
             node = getattr(node_result, "node", None)
             name = getattr(node, "unique_id", None) or getattr(node, "name", "?")
-            message = (getattr(node_result, "message", None) or "").strip().splitlines()
-            failed.append(f"{name}: {status}" + (f" - {message[0]}" if message else ""))
+            # dbt's message: "Runtime Error in model x (path)" then the cause on the next line
+            message = [line.strip() for line in (getattr(node_result, "message", None) or "").splitlines()
+                       if line.strip()][:2]
+            failed.append(f"{name}: {status}" + (f" - {': '.join(message)}" if message else ""))
     return failed
 
 
-def run_dbt(settings: Settings, command: list[str], as_of: str | None = None) -> object:
+def run_dbt(settings: Settings, command: list[str], as_of: str | None = None,
+            on_node: NodeProgress | None = None) -> object:
     """Run one dbt command (e.g. ["test", "--select", "test_type:unit"]) on the warehouse.
 
     Raises DbtBuildError naming the failing nodes when dbt does not succeed.
     """
     args = [*command, *_common_args(settings), "--vars", _vars(as_of)]
     with writer_lock(settings):
-        result = _invoke(args, settings)
+        result = _invoke(args, settings, on_node)
     if not result.success:
         failures = _failures(result)
         if result.exception is not None and not failures:
@@ -139,7 +187,7 @@ def run_dbt(settings: Settings, command: list[str], as_of: str | None = None) ->
 
 def build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
           select: str | None = None, unit_tests: bool = False,
-          indirect_selection: str | None = None) -> None:
+          indirect_selection: str | None = None, on_node: NodeProgress | None = None) -> None:
     """`dbt build` (models and data tests) on the warehouse, as known at `as_of`.
 
     as_of: UTC timestamp 'YYYY-MM-DDTHH:MM:SS' (None = everything recorded). It also fixes "now"
@@ -157,7 +205,7 @@ def build(settings: Settings, as_of: str | None = None, full_refresh: bool = Fal
         command += ["--select", select]
     if indirect_selection:
         command += ["--indirect-selection", indirect_selection]
-    run_dbt(settings, command, as_of=as_of)
+    run_dbt(settings, command, as_of=as_of, on_node=on_node)
     log.info("dbt build finished (as_of=%s)", as_of or "latest")
 
 

@@ -95,7 +95,8 @@ def test_second_writer_waits_or_is_refused_and_readers_never_blocked(small_landi
         with open(a_err, "w") as err:
             env = {k: v for k, v in os.environ.items() if not k.startswith("KAP_CRASH")}
             env["KAP_HOME"] = str(home)
-            a = subprocess.Popen([sys.executable, "-m", "kap.cli", "run", str(small_landing)],
+            # -v: A's stage log ("[1/6] ingest" once it holds the lock) on its stderr
+            a = subprocess.Popen([sys.executable, "-m", "kap.cli", "-v", "run", str(small_landing)],
                                  cwd=Path(__file__).resolve().parent.parent, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=err)
             procs.append(a)
@@ -110,7 +111,7 @@ def test_second_writer_waits_or_is_refused_and_readers_never_blocked(small_landi
             assert a.poll() is None, "A finished before B was refused: the test proved nothing"
 
             # C: waits for A (default wait), then finds nothing new
-            c = kap(home, "ingest", str(small_landing), wait=False)
+            c = kap(home, "ingest", "--json", str(small_landing), wait=False)
             procs.append(c)
             time.sleep(3)
             assert a.poll() is None and c.poll() is None, "C must wait while A holds the lock"

@@ -279,7 +279,7 @@ def test_dosing_protocols_per_route(clinic300: Path) -> None:
     assert len(rems) < len(esk) and 0 < len(late) < 0.25 * len(rems)
     assert all(r["rems_form_submitted_on"] == "" for r in rows if r["drug"] == "ketamine")
     # blood pressure rises at 40 min; some sessions by >= 40 mmHg systolic
-    bp = [r for r in rows if r["bp_40min_systolic"]]
+    bp = [r for r in rows if r["bp_40min_systolic"] and r["bp_pre_systolic"]]
     rise = [int(r["bp_40min_systolic"]) - int(r["bp_pre_systolic"]) for r in bp]
     assert sum(rise) / len(rise) > 5 and 0.05 <= sum(x >= 40 for x in rise) / len(rise) <= 0.25
     codes = {c["code"] for e in resources(clinic300, "Encounter") for t in e["type"] for c in t["coding"]}

@@ -43,3 +43,11 @@
 {% macro default__json_string_list(column, field) -%}
     nullif(array_to_string(list_sort(cast(json_extract({{ column }}, '$.{{ field }}') as varchar[])), ','), '')
 {%- endmacro %}
+
+{#- A comma-separated tag list without its adverse-event tags (ae_*); null when nothing is left. -#}
+{% macro drop_adverse_event_tags(tags) -%}
+    {{ return(adapter.dispatch('drop_adverse_event_tags', 'kap')(tags)) }}
+{%- endmacro %}
+{% macro default__drop_adverse_event_tags(tags) -%}
+    nullif(regexp_replace(regexp_replace({{ tags }}, '(^|,)ae_[a-z_]+', '', 'g'), '^,', ''), '')
+{%- endmacro %}

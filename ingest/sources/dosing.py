@@ -27,12 +27,14 @@ COLUMNS: dict[str, str] = {   # column -> type
     "heart_rate_pre": "integer", "spo2_min": "integer", "cadss_total": "integer", "moaas_min": "integer",
     "is_booster": "boolean", "clinician_id": "string", "rems_form_submitted_on": "date",
     "recorded_at": "timestamp", "amended_at": "timestamp", "is_void": "boolean",
+    "setting": "string",   # optional: office | home | telehealth_supervised (older logs lack it)
 }
 REQUIRED = ("dosing_id", "clinic_id", "patient_mrn", "route", "drug", "dose_mg", "start_at",
             "clinician_id", "recorded_at")
 VOID_REQUIRED = ("dosing_id", "patient_mrn", "recorded_at")
 ROUTES = ("IV", "IM", "IN", "SL", "PO")
 DRUGS = ("ketamine", "esketamine")
+SETTINGS = ("office", "home", "telehealth_supervised")
 DOSE_RANGE = {"IV": (1, 200), "IM": (1, 200), "IN": (28, 84), "SL": (10, 500), "PO": (10, 500)}
 RANGES = {
     "dose_mg_per_kg": (0.05, 7), "weight_kg": (25, 350),
@@ -96,6 +98,7 @@ def records_sql(ctx: Context) -> str:
     checks += [
         (f"upper(v_route) NOT IN {ROUTES}", "invalid_code", "'route'"),
         (f"lower(v_drug) NOT IN {DRUGS}", "invalid_code", "'drug'"),
+        (f"v_setting IS NOT NULL AND lower(v_setting) NOT IN {SETTINGS}", "invalid_code", "'setting'"),
         ("CASE route " + " ".join(f"WHEN '{r}' THEN t_dose_mg NOT BETWEEN {lo} AND {hi}"
                                   for r, (lo, hi) in DOSE_RANGE.items()) + " END",
          "out_of_range", "'dose_mg ' || t_dose_mg || ' for route ' || route"),
@@ -120,6 +123,7 @@ def records_sql(ctx: Context) -> str:
         "is_booster": "coalesce(t_is_booster, false)", "clinician_id": "v_clinician_id",
         "rems_form_submitted_on": "strftime(t_rems_form_submitted_on, '%Y-%m-%d')",
         "is_amended": "(t_amended_at IS NOT NULL)",
+        "setting": "lower(v_setting)",
     }
     payload = ("CASE WHEN is_void THEN json_object('retracted_resource', 'dosing', 'reason', 'void') "
                "ELSE json_object(" + ", ".join(f"'{k}', {v}" for k, v in payload_fields.items()) + ") END")

@@ -1,14 +1,19 @@
 """Therapy-note export (`notes/*.jsonl`) -> candidate records, in one SQL statement per file.
 
 The note text is never stored (DOMAIN.md section 6): the event keeps its sha256, its length and
-tags derived by fixed rules (`TAG_RULES`, regular expressions over the lower-cased text). The
-quarantine copy of a line has `text` removed and the MRN masked; a line that is not a JSON object
+tags derived by clinical NLP rules (ingest/note_tags.py: target rules with negation, hypothetical,
+historical and family modifiers; only current, affirmed mentions count). Tagging needs Python on
+the text, so it runs once per file before the file's SQL: `prepare_lines` reads the texts of the
+file's JSON lines in one query, tags them in one batch (spaCy `nlp.pipe`) and leaves
+`_kap_note_tags(line_number, tags)` for the records statement to join; parsing, validation and
+the payload stay one SQL statement over the whole file. The quarantine copy of a line has `text` removed and the MRN masked; a line that is not a JSON object
 is kept only in redacted form (text-like values masked), since it may hold note text.
 """
 from __future__ import annotations
 
 import json
 
+from ingest import note_tags
 from ingest.sources import Context, first_failure, select_columns, sql_str
 
 FIELDS = ("note_id", "patient_mrn", "clinic_id", "therapist_id", "session_type", "modality",
@@ -19,17 +24,23 @@ SESSION_TYPES = ("consult", "preparation", "integration", "psychotherapy")
 MODALITIES = ("cbt", "mbct", "emdr", "ifs", "fap", "act", "supportive", "other")
 STATUSES = ("final", "amended", "entered-in-error")
 
-# tag -> RE2 pattern over lower(text), after negated mentions ("denies X", "no X", "without X")
-# are removed. Rule-derived, non-textual signals only.
-TAG_RULES: dict[str, str] = {
-    "ae_nausea": r"nause|vomit|queas",
-    "ae_dizziness": r"dizz|light-?headed|vertigo",
-    "ae_dissociation": r"dissociat|out[- ]of[- ]body|depersonali|dereali|detached from",
-    "ae_anxiety": r"anxious|anxiety|panic",
-    "ae_headache": r"headache",
-    "ae_elevated_bp": r"blood pressure (was |went )?(high|elevated|raised)|hypertensi",
-    "risk_suicidality": r"suicid|kill (myself|himself|herself|themselves)|end (my|his|her|their) life|self-harm|want(s|ed)? to die",
-}
+TAG_TABLE = "_kap_note_tags"
+
+
+def prepare_lines(con) -> None:
+    """Tag the texts of the file's lines (in `_kap_lines`) in one batch -> temp table
+    _kap_note_tags(line_number, tags). Only the tags leave this function."""
+    rows = con.execute(r"""
+        SELECT line_number, json_extract_string(line, '$.text')
+        FROM _kap_lines
+        WHERE json_valid(line) AND regexp_matches(line, '^\s*\{')
+          AND json_type(line, '$.text') = 'VARCHAR'""").fetchall()
+    tags = note_tags.tag_texts([text for _, text in rows])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {TAG_TABLE} (line_number BIGINT, tags VARCHAR[])")
+    tagged = [(n, t) for (n, _), t in zip(rows, tags) if t]
+    if tagged:
+        con.execute(f"INSERT INTO {TAG_TABLE} SELECT unnest($1::BIGINT[]), unnest($2::VARCHAR[][])",
+                    [[n for n, _ in tagged], [t for _, t in tagged]])
 
 
 def records_sql(ctx: Context) -> str:
@@ -50,9 +61,7 @@ def records_sql(ctx: Context) -> str:
         ("end_at < start_at", "end_before_start", "'session_end < session_start'"),
     ]
     check = first_failure(checks)
-    tags = "list_filter([" + ", ".join(
-        f"CASE WHEN regexp_matches(ltext, {sql_str(rx)}) THEN '{tag}' END" for tag, rx in TAG_RULES.items()
-    ) + "], lambda x: x IS NOT NULL)"
+    tags = "coalesce(note_tags, []::VARCHAR[])"
     modality = ("CASE lower(j.modality) " + " ".join(
         f"WHEN '{m}' THEN '{m.upper() if m not in ('supportive', 'other') else m}'" for m in MODALITIES) + " END")
     payload = f"""CASE WHEN status = 'entered-in-error'
@@ -86,18 +95,18 @@ WITH parsed AS (
     SELECT line_number, line, ok, (ok AND regexp_matches(line, '^\\s*\\{{')) AS is_obj,
            json_transform(CASE WHEN ok THEN line END, {structure}) AS j
     FROM (SELECT line_number, line, json_valid(line) AS ok FROM _kap_lines)
+), tagged AS (
+    SELECT p.*, nt.tags AS note_tags
+    FROM parsed AS p
+    LEFT JOIN {TAG_TABLE} AS nt USING (line_number)
 ), typed AS (
     SELECT *,
         coalesce(lower(nullif(trim(j.status), '')), 'final') AS status,
         kap_ts(j.session_start) AS start_at, kap_ts(j.session_end) AS end_at,
         kap_ts(j.signed_at) AS signed_at, kap_ts(j.amended_at) AS amended_at,
         CASE WHEN lower(j.attended) IN ('true', '1', 'yes') THEN true
-             WHEN lower(j.attended) IN ('false', '0', 'no') THEN false END AS attended,
-        -- a negated mention ("denied suicidal ideation", "no nausea") does not raise a tag
-        regexp_replace(lower(coalesce(j.text, '')),
-            '\\b(denies|denied|denying|no|not|without|negative for)\\s+((any|current|active|recent)\\s+)*[a-z-]+',
-            ' ', 'g') AS ltext
-    FROM parsed
+             WHEN lower(j.attended) IN ('false', '0', 'no') THEN false END AS attended
+    FROM tagged
 ), checked AS (
     SELECT *, {check} AS chk FROM typed
 )

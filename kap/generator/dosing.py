@@ -13,6 +13,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "bp_pre_systolic", "bp_pre_diastolic", "bp_40min_systolic", "bp_40min_diastolic",
     "bp_discharge_systolic", "bp_discharge_diastolic", "heart_rate_pre", "spo2_min", "cadss_total",
     "moaas_min", "is_booster", "clinician_id", "rems_form_submitted_on", "recorded_at", "amended_at", "is_void",
+    "setting",
 )
 
 # DOMAIN.md: IV 40 %, IN 25 %, SL/PO 25 %, IM 10 %
@@ -21,6 +22,24 @@ ROUTE_MIX: tuple[tuple[str, float], ...] = (("IV", 0.40), ("IN", 0.25), ("SL", 0
 # Induction calendars: day offsets from the first dose.
 _IV_PLANS = (((0, 2, 4, 7, 9, 11), 0.6), ((0, 3, 7, 10, 14, 17), 0.4))  # 6 in 12 days / in 2.5 weeks
 _IN_PLAN = (0, 3, 7, 10, 14, 17, 21, 24)                                  # twice weekly, weeks 1-4
+
+
+# Monitoring protocol lapses the generator plants, so the completeness flags have something real to
+# catch (DOMAIN.md section 4 table): which lapses break each route's default rule, the rule's
+# minimum observation and what it is counted from. In-office sessions only.
+LAPSE_RATE = 0.07
+LAPSES: dict[str, tuple[str, ...]] = {
+    "IN": ("short_observation", "no_bp_pre", "no_bp_40min", "no_bp_discharge", "no_spo2"),
+    "IV": ("short_observation", "no_bp_pre", "no_bp_40min", "no_bp_discharge", "no_spo2"),
+    "IM": ("short_observation", "no_bp_pre", "no_bp_discharge", "no_spo2"),
+    "SL": ("short_observation", "no_bp_pre", "no_bp_discharge"),
+    "PO": ("short_observation", "no_bp_pre", "no_bp_discharge"),
+}
+MIN_OBSERVATION: dict[str, tuple[int, str]] = {   # minutes, counted from "start" or "end" of the dose
+    "IN": (120, "start"), "IV": (30, "end"), "IM": (30, "start"), "SL": (60, "start"), "PO": (60, "start"),
+}
+# Where SL/PO doses after the first two are taken: often at home, some under telehealth supervision.
+HOME_SETTINGS: tuple[tuple[str, float], ...] = (("office", 0.5), ("home", 0.4), ("telehealth_supervised", 0.1))
 
 
 def induction_plan(route: str, rng: random.Random) -> tuple[int, ...]:
@@ -70,6 +89,8 @@ class Dose:
     in_ehr: bool = True
     in_log: bool = True
     log_shift_min: int = 0     # the dosing room's clock differs from the EHR's on some rows
+    setting: str = "office"    # office | home | telehealth_supervised (dosing log column)
+    lapse: str | None = None   # the monitoring protocol lapse planted in this session, if any
     adverse: list[tuple[str, str, str, bool]] = field(default_factory=list)  # (code, display, severity, serious)
     # monitor readings every ~20 min: (minutes after start, BP or None, heart rate, SpO2 or None)
     readings: list[tuple[int, tuple[int, int] | None, int, int | None]] = field(default_factory=list)
@@ -142,6 +163,15 @@ def simulate_dose(rng: random.Random, *, dosing_id: str, route: str, start: dt.d
     else:
         end = None
         monitoring = start + dt.timedelta(minutes=rng.randint(60, 120))
+    # Setting and protocol lapses come from a generator of their own, seeded from the patient's
+    # stream without drawing from it (same seed, same bytes; the patient's other draws stay put).
+    side = random.Random(hash(rng.getstate()[1]))   # the state's ints: hash() of them is stable
+    setting = pick(side, HOME_SETTINGS) if route in ("SL", "PO") and (booster or n >= 2) else "office"
+    lapse = side.choice(LAPSES[route]) if setting == "office" and side.random() < LAPSE_RATE else None
+    if lapse == "short_observation":
+        minimum, anchor = MIN_OBSERVATION[route]
+        from_at = end if anchor == "end" and end is not None else start
+        monitoring = from_at + dt.timedelta(minutes=minimum - side.randint(3, 20))
     pre_s, pre_d = sys_bp + rng.gauss(0, 7), dia_bp + rng.gauss(0, 5)
     # BP peaks near 40 min; 8-19 % rise >= 40 systolic / >= 25 diastolic (DOMAIN.md section 2)
     big = rng.random() < (0.14 if route in ("IV", "IN", "IM") else 0.06)
@@ -157,6 +187,14 @@ def simulate_dose(rng: random.Random, *, dosing_id: str, route: str, start: dt.d
     cadss = int(round(cadss23 * 24 / 92)) if cadss6 else cadss23
     moaas = pick(rng, ((5, 0.6), (4, 0.25), (3, 0.12), (2, 0.03)))
     spo2 = int(clip(round(rng.gauss(96.5, 1.3)), 88, 100)) if rng.random() > 0.03 else None
+    if lapse == "no_spo2":
+        spo2 = None
+    if lapse == "no_bp_pre":
+        bp_pre = None
+    elif lapse == "no_bp_40min":
+        bp_40 = None
+    elif lapse == "no_bp_discharge":
+        bp_dis = None
     rems = None
     if drug == "esketamine":
         u = rng.random()
@@ -170,7 +208,7 @@ def simulate_dose(rng: random.Random, *, dosing_id: str, route: str, start: dt.d
         start=start, end=end, monitoring_end=monitoring, bp_pre=bp_pre, bp_40=bp_40, bp_discharge=bp_dis,
         heart_rate_pre=int(clip(round(hr + rng.gauss(0, 6)), 45, 130)), spo2_min=spo2, cadss=cadss,
         cadss6=cadss6, moaas_min=moaas, booster=booster, clinician=clinician, rems_on=rems,
-        recorded_at=monitoring + dt.timedelta(minutes=rng.randint(5, 90)),
+        recorded_at=monitoring + dt.timedelta(minutes=rng.randint(5, 90)), setting=setting, lapse=lapse,
     )
     # the monitor: pre-dose, every 20 min while monitored, and at discharge; the log keeps three BPs
     hr0 = dose.heart_rate_pre or int(hr)
@@ -224,4 +262,5 @@ def csv_row(dose: Dose, clinic_id: str, mrn: str, offset: str) -> list[str]:
         _num(dose.heart_rate_pre), _num(dose.spo2_min), "" if dose.cadss6 else _num(dose.cadss),
         _num(dose.moaas_min), "true" if dose.booster else "false", dose.clinician,
         "" if dose.rems_on is None else dose.rems_on.isoformat(), ts(dose.recorded_at, offset), "", "false",
+        dose.setting,
     ]

@@ -515,8 +515,8 @@ class PatientFhir:
         res["dosage"] = dosage
         self.emit(res)
         if not d.given:
-            assert d.bp_pre is not None
-            self.bp(d.bp_pre, d.start - dt.timedelta(minutes=10), enc_id)
+            if d.bp_pre is not None:
+                self.bp(d.bp_pre, d.start - dt.timedelta(minutes=10), enc_id)
             return
         for minute, bp, beat, sat in d.readings:
             at = d.start + dt.timedelta(minutes=minute)

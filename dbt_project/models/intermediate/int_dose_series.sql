@@ -75,6 +75,7 @@ select
     p.source_match,
     p.drug,
     p.route,
+    p.setting,
     p.episode_route,
     p.dose_number,
     case when p.is_maintenance_flag = 1 then 'maintenance' else 'induction' end as phase,

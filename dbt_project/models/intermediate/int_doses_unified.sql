@@ -9,7 +9,9 @@
     the greedy nearest-first matching for any realistic number of same-route sessions within 12 h.
     The dosing log wins for the dose and the vitals/monitoring details; the EHR fills fields the
     log lacks (field by field), including BP/SpO2/heart rate from the EHR vital-signs
-    Observations of the administration's encounter. Unpaired rows from either source are
+    Observations of the administration's encounter. setting (office | home |
+    telehealth_supervised) comes from the dosing log; monitoring_end_at is the log's, else the end
+    of the dosing Encounter (discharge; ours); without one the session is an office session (ours). Unpaired rows from either source are
     sessions of their own. dose_date is the clinic's local date of the session's start (log first;
     macro local_date, int_clinic_time_zones). -#}
 {%- set match_minutes = var('dose_match_hours', 12) * 60 %}
@@ -26,6 +28,7 @@ with ehr as (
         dose_mg,
         ma.start_at,
         ma.end_at,
+        enc.end_at as encounter_end_at,
         {{ local_date('ma.start_at', 'tz.time_zone') }} as dose_date
     from {{ ref('stg_ehr__medication_administrations') }} as ma
     left join {{ ref('stg_ehr__encounters') }} as enc
@@ -106,6 +109,7 @@ paired as (
         l.clinic_id as log_clinic_id,
         e.clinic_id as ehr_clinic_id,
         l.drug as log_drug,
+        l.setting as log_setting,
         e.drug as ehr_drug,
         l.dose_mg as log_dose_mg,
         e.dose_mg as ehr_dose_mg,
@@ -115,7 +119,8 @@ paired as (
         e.end_at as ehr_end_at,
         l.dose_mg_per_kg,
         l.weight_kg,
-        l.monitoring_end_at,
+        -- (ours) without the log's monitoring end, the dosing encounter's end (discharge) stands in
+        coalesce(l.monitoring_end_at, e.encounter_end_at) as monitoring_end_at,
         l.bp_pre_systolic, l.bp_pre_diastolic,
         l.bp_40min_systolic, l.bp_40min_diastolic,
         l.bp_discharge_systolic, l.bp_discharge_diastolic,
@@ -207,6 +212,8 @@ select
          else 'ehr_only' end as source_match,
     coalesce(p.log_drug, p.ehr_drug) as drug,
     p.route,
+    -- (ours) the dosing log's setting; a session without one (older logs, EHR only) is an office session
+    coalesce(p.log_setting, 'office') as setting,
     coalesce(p.log_dose_mg, p.ehr_dose_mg) as dose_mg,
     p.log_dose_mg,
     p.ehr_dose_mg,

@@ -6,7 +6,10 @@
     as attended when either source says it was attended. The episode is the Encounter's
     EpisodeOfCare when it names one, else the episode window holding the start. KAP scope (ours):
     a session outside every episode, and a psychotherapy session before its episode started (the
-    patient's therapy elsewhere, earlier), is not KAP care and is left out. -#}
+    patient's therapy elsewhere, earlier), is not KAP care and is left out.
+    note_tags (ours): adverse-event tags (ae_*) are kept only when the session starts within 72 h
+    after one of the patient's doses (the integration window, DOMAIN 4) - a screening or
+    preparation note's "hypertension" is a finding, not an adverse event; risk tags always stay. -#}
 with encounters as (
     select
         e.*,
@@ -68,6 +71,17 @@ paired as (
         and e.session_date = n.session_date
         and e.session_type = n.session_type
         and e.day_slot = n.day_slot
+),
+
+after_dose as (
+    -- sessions with tags that start at or after one of the patient's doses, at most 72 h later
+    select distinct p.session_key
+    from paired as p
+    inner join {{ ref('int_doses_unified') }} as d
+        on d.patient_key = p.patient_key
+        and d.start_at <= p.start_at
+        and p.start_at <= {{ dbt.dateadd('hour', 72, 'd.start_at') }}
+    where p.note_tags is not null
 )
 
 select
@@ -86,13 +100,16 @@ select
     p.encounter_class,
     p.cpt_code,
     p.modality,
-    p.note_tags,
+    case when a.session_key is not null then p.note_tags
+         else {{ drop_adverse_event_tags('p.note_tags') }} end as note_tags,
     p.duration_min,
     p.is_attended,
     p.session_date,
     p.start_at,
     p.end_at
 from paired as p
+left join after_dose as a
+    on a.session_key = p.session_key
 left join {{ ref('int_patient_episodes') }} as named
     on named.source_episode_id = p.episode_id
     and named.patient_key = p.patient_key

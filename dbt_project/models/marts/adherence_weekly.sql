@@ -11,7 +11,9 @@ with doses as (
         sum(case when d.has_integration_72h then 1 else 0 end) as doses_with_integration_72h,
         sum(case when d.has_integration_24h then 1 else 0 end) as doses_with_integration_24h,
         sum(case when d.is_gap_flagged then 1 else 0 end) as doses_after_flagged_gap,
-        sum(case when s.is_monitoring_complete then 1 else 0 end) as doses_monitoring_complete
+        sum(case when s.is_monitoring_complete then 1 else 0 end) as doses_monitoring_complete,
+        -- at-home SL/PO sessions (is_monitoring_complete null) are not in the rate (DOMAIN 4)
+        sum(case when s.is_monitoring_complete is not null then 1 else 0 end) as doses_monitoring_judged
     from {{ ref('int_dose_series') }} as d
     left join {{ ref('dosing_safety') }} as s on s.dose_key = d.dose_key
     where d.clinic_id is not null
@@ -51,7 +53,8 @@ select
     case when d.doses > 0 then round(1.0 * d.doses_with_integration_24h / d.doses, 3) end as integration_24h_share,
     coalesce(d.doses_after_flagged_gap, 0) as doses_after_flagged_gap,
     coalesce(d.doses_monitoring_complete, 0) as doses_monitoring_complete,
-    case when d.doses > 0 then round(1.0 * d.doses_monitoring_complete / d.doses, 3) end as monitoring_complete_share,
+    coalesce(d.doses_monitoring_judged, 0) as doses_monitoring_judged,
+    case when d.doses_monitoring_judged > 0 then round(1.0 * d.doses_monitoring_complete / d.doses_monitoring_judged, 3) end as monitoring_complete_share,
     coalesce(a.appointments_due, 0) as appointments_due,
     coalesce(a.noshows, 0) as noshows,
     coalesce(a.late_cancellations, 0) as late_cancellations,

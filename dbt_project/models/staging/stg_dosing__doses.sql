@@ -7,6 +7,7 @@ select
     {{ json_text('payload', 'clinician_id') }} as clinician_id,
     upper({{ json_text('payload', 'route') }}) as route,
     lower({{ json_text('payload', 'drug') }}) as drug,
+    lower({{ json_text('payload', 'setting') }}) as setting,
     {{ json_number('payload', 'dose_mg') }} as dose_mg,
     {{ json_number('payload', 'dose_mg_per_kg') }} as dose_mg_per_kg,
     {{ json_number('payload', 'weight_kg') }} as weight_kg,
