@@ -40,7 +40,7 @@ from typing import Callable
 
 import duckdb
 
-from ingest import crashpoints, identity, landing
+from ingest import crashpoints, identity, knowledge, landing
 from ingest.schema import ensure_event_log
 from ingest.reasons import FILE_REASONS, RECORD_REASONS
 from ingest.sources import MACROS as COMMON_MACROS
@@ -528,9 +528,16 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
     con.execute(*_inline_ingested_at("""
         CREATE OR REPLACE TEMP TABLE _kap_out AS
         WITH r AS (
-            SELECT r.*, k.patient_key, k.file_id AS key_file_id
+            SELECT r.*, k.patient_key, k.file_id AS key_file_id, lv.last_line, lv.last_event
             FROM _kap_rec r
             LEFT JOIN restricted.patient_keys k ON k.id_system = r.ref_kind AND k.id_value = r.ref_value
+            LEFT JOIN (
+                -- versions without meta (version_key 'h:' = content hash): the last line wins
+                SELECT source_record_id, max(line_number) AS last_line,
+                       arg_max(event_id, line_number) AS last_event
+                FROM _kap_rec WHERE starts_with(version_key, 'h:') AND reason IS NULL AND NOT ignored
+                GROUP BY source_record_id
+            ) lv ON lv.source_record_id = r.source_record_id AND starts_with(r.version_key, 'h:')
         ), births AS (
             SELECT patient_key, arg_max(birth_year, recorded_at) AS birth_year FROM (
                 SELECT patient_key, TRY_CAST(payload->>'$.birth_year' AS INTEGER) AS birth_year, recorded_at
@@ -544,16 +551,23 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
             SELECT r.*,
                 CASE WHEN r.ignored THEN NULL
                      WHEN r.reason IS NOT NULL THEN r.reason
-                     WHEN r.needs_patient AND r.patient_key IS NULL THEN 'unknown_patient'
                      WHEN r.check_time AND r.occurred_at > $ingested_at + INTERVAL 1 DAY THEN 'future_time'
+                     WHEN r.recorded_at > $ingested_at + $skew THEN 'recorded_after_ingest'
+                     WHEN r.line_number < r.last_line AND r.event_id <> r.last_event THEN 'superseded_in_file'
+                     WHEN r.needs_patient AND r.patient_key IS NULL THEN 'unknown_patient'
                      WHEN r.check_time AND year(r.occurred_at) < b.birth_year THEN 'before_birth'
                 END AS reason2,
                 CASE WHEN r.ignored THEN NULL
                      WHEN r.reason IS NOT NULL THEN r.detail
-                     WHEN r.needs_patient AND r.patient_key IS NULL
-                         THEN 'no patient key for ' || coalesce(r.ref_kind, 'unresolvable') || ' reference'
                      WHEN r.check_time AND r.occurred_at > $ingested_at + INTERVAL 1 DAY
                          THEN 'occurred_at ' || kap_iso(r.occurred_at) || ' is after ingestion + 1 day'
+                     WHEN r.recorded_at > $ingested_at + $skew
+                         THEN 'recorded_at ' || kap_iso(r.recorded_at) || ' is after the file was ingested ('
+                              || kap_iso($ingested_at) || ') + $skew_text'
+                     WHEN r.line_number < r.last_line AND r.event_id <> r.last_event
+                         THEN 'no meta.versionId/lastUpdated: line ' || r.last_line || ' of the same resource is later and wins'
+                     WHEN r.needs_patient AND r.patient_key IS NULL
+                         THEN 'no patient key for ' || coalesce(r.ref_kind, 'unresolvable') || ' reference'
                      WHEN r.check_time AND year(r.occurred_at) < b.birth_year
                          THEN 'occurred in ' || year(r.occurred_at) || ', before birth year ' || b.birth_year
                 END AS detail2
@@ -587,7 +601,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
                  WHEN in_log AND NOT same_payload THEN 'event ' || event_id || ' already logged with other content'
             END AS detail
         FROM cmp
-    """, ingested_at))
+    """.replace("$skew_text", str(knowledge.CLOCK_SKEW)).replace("$skew", knowledge.CLOCK_SKEW_SQL), ingested_at))
     if ctx.source == "ehr":
         # patient_registered only for the first accepted version of a patient this file keyed
         con.execute("""

@@ -21,6 +21,8 @@ RECORD_REASONS: dict[str, str] = {
     "end_before_start": "An end time earlier than its start time.",
     "conflicting_duplicate": "The same record id and version arrived again with different content.",
     "duplicate_in_file": "The same record id and version appears twice in one file (the first is kept).",
+    "recorded_after_ingest": "The record's knowledge time (meta.lastUpdated, recorded_at, amended_at, signed_at) is later than the time its file was ingested plus the allowed clock skew (ingest/knowledge.py): impossible, and it would move \"now\".",
+    "superseded_in_file": "A FHIR resource without meta.versionId/lastUpdated appears again later in the same file with other content: the later line wins.",
 }
 
 FILE_REASONS: dict[str, str] = {

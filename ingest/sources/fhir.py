@@ -237,6 +237,10 @@ def records_sql(ctx: Context) -> str:
         ("kap_bad_ts(end_raw)", "wrong_type", "'end'"),
         ("rtype = 'Patient' AND (kap_bad_ts(birth_date) OR (birth_date IS NOT NULL AND birth_year IS NULL))",
          "wrong_type", "'birthDate'"),
+        # plausibility: nobody alive was born before 1900, and nobody is born after the export
+        ("rtype = 'Patient' AND NOT retract AND birth_year IS NOT NULL AND "
+         "(birth_year < 1900 OR kap_ts(birth_date) > $ingested_at)", "out_of_range",
+         "CASE WHEN birth_year < 1900 THEN 'birthDate before 1900' ELSE 'birthDate in the future' END"),
         ("rtype = 'Patient' AND gender IS NOT NULL AND gender NOT IN ('male', 'female', 'other', 'unknown')",
          "invalid_code", "'gender'"),
         ("retract", "__ok__", "NULL"),

@@ -155,6 +155,15 @@ LANDING_VIEWS: dict[str, LandingView] = {v.name: v for v in (
     _events_view("run_notes", ("therapy_note_documented",),
                  {"note_id": _STR, "session_type": _STR, "modality": _STR, "start_at": _TS,
                   "end_at": _TS, "duration_min": _NUM, "status": _STR}),
+    LandingView(
+        "run_quarantine",
+        """
+        SELECT q.file_id, f.path, q.line_number, q.reason_code, q.detail,
+               f.path || ':' || q.line_number AS file_line
+        FROM raw.quarantine q JOIN raw.ingest_files f ON f.file_id = q.file_id
+        WHERE f.run_id = :run_id
+        """,
+        "file_line", "raw.quarantine (file, line_number) of this run's files"),
 )}
 
 
