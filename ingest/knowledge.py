@@ -36,10 +36,15 @@ def record_cutoff(con: duckdb.DuckDBPyConnection, run_id: str, run_started_at: d
             FROM raw.ingest_files
             WHERE status = 'ingested' AND records_accepted > 0 AND run_id IS NOT NULL
             GROUP BY run_id ORDER BY max(ingested_at) DESC, run_id DESC LIMIT 1
+        ), latest_drops AS (
+            -- the EHR drop folders of the latest run's accepted files
+            SELECT DISTINCT regexp_replace(f.path, '/[^/]*$', '') AS drop_folder
+            FROM raw.ingest_files f JOIN latest_run l ON f.run_id = l.run_id
+            WHERE f.source = 'ehr' AND f.status = 'ingested' AND f.records_accepted > 0
         ), manifest AS (
             SELECT max(m.transaction_time) AS t, arg_max(m.path, m.transaction_time) AS path
-            FROM raw.export_manifests m JOIN latest_run l ON m.run_id = l.run_id
-            WHERE m.transaction_time IS NOT NULL
+            FROM raw.export_manifests m JOIN latest_drops d ON m.drop_folder = d.drop_folder
+            WHERE m.transaction_time IS NOT NULL AND m.problem IS NULL
         ), previous AS (
             SELECT cutoff_at FROM raw.knowledge_cutoffs ORDER BY recorded_at DESC, run_id DESC LIMIT 1
         )

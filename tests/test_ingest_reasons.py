@@ -98,6 +98,12 @@ CASES = [
     ("dosing-dose", "dosing", "d.csv", [DOSING_HEADER, dose(dose_mg="500")], "out_of_range"),
     ("dosing-spo2", "dosing", "d.csv", [DOSING_HEADER, dose(spo2_min="140")], "out_of_range"),
     ("dosing-unknown-mrn", "dosing", "d.csv", [DOSING_HEADER, dose(patient_mrn="MRN-000000")], "unknown_patient"),
+    ("ehr-identity-conflict", "ehr", "Patient.9.ndjson", [json.dumps({
+        "resourceType": "Patient", "id": "p-9999", "meta": {"versionId": "1", "lastUpdated": "2025-05-02T10:00:00Z"},
+        "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                        "system": "urn:oid:1.2.3.4", "value": "MRN-700001"}],
+        "gender": "female", "birthDate": "1985-01-01"})], "identity_conflict"),
+    ("dosing-unknown-clinic", "dosing", "d.csv", [DOSING_HEADER, dose(clinic_id="clinic-99")], "unknown_clinic"),
     ("dosing-end", "dosing", "d.csv", [DOSING_HEADER, dose(end_at="2025-05-05T08:00:00-07:00")], "end_before_start"),
     ("dosing-dup", "dosing", "d.csv", [DOSING_HEADER, dose(), dose()], "duplicate_in_file"),
     ("notes-not-object", "notes", "n.jsonl", ['"just a string"'], "not_an_object"),
@@ -117,7 +123,8 @@ CASES = [
 def base(tmp_path_factory) -> Settings:
     """Patients and the first Observation file ingested."""
     land = tmp_path_factory.mktemp("base_landing")
-    for rel in ("ehr/2025-06-01/Patient.000.ndjson", "ehr/2025-06-01/Observation.000.ndjson"):
+    for rel in ("ehr/2025-06-01/Organization.000.ndjson", "ehr/2025-06-01/Patient.000.ndjson",
+                "ehr/2025-06-01/Observation.000.ndjson"):
         (land / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(FIX / rel, land / rel)
     s = Settings.from_env(tmp_path_factory.mktemp("base") / "home")

@@ -65,6 +65,8 @@ class Context:
     ingested_at: object      # datetime, UTC
     header: list[str] | None = None   # CSV header names, in file order
     resource_types: tuple[str, ...] | None = None   # FHIR: build SQL only for these (None = all)
+    known_at: object = None   # knowledge time of a record without its own: the drop's manifest
+                              # transactionTime, else (None) the ingest time (`$known_at` in SQL)
 
 
 def select_columns(expressions: dict[str, str]) -> str:
