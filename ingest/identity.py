@@ -65,13 +65,25 @@ def find_conflicts(con: duckdb.DuckDBPyConnection, records: str | None = "_kap_r
     sources). Returns the number of conflicting records.
     """
     if records is None:
-        con.execute("CREATE OR REPLACE TEMP TABLE _kap_conflicts (line_number BIGINT, detail VARCHAR)")
+        con.execute("CREATE OR REPLACE TEMP TABLE _kap_conflicts (line_number BIGINT, is_merge BOOLEAN, detail VARCHAR)")
+        con.execute("CREATE OR REPLACE TEMP TABLE _kap_merges (line_number BIGINT)")
         return 0
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _kap_conflicts AS
         WITH c AS (
-            SELECT line_number, key_fhir_id AS fhir_id, key_mrn AS mrn
+            SELECT line_number, key_fhir_id AS fhir_id, key_mrn AS mrn,
+                   payload->>'replaces_id' AS replaces_id
             FROM {records} WHERE reason IS NULL AND NOT ignored AND key_fhir_id IS NOT NULL
+        ), links AS (
+            -- documented merges: (retired Patient.id, surviving Patient.id), from the log and the file
+            SELECT source_record_id[9:] AS retired_id, payload->>'replaced_by_id' AS survivor_id
+            FROM raw.events WHERE event_type IN ('patient_registered', 'patient_updated')
+              AND payload->>'replaced_by_id' IS NOT NULL
+            UNION ALL
+            SELECT key_fhir_id, payload->>'replaced_by_id' FROM {records}
+            WHERE reason IS NULL AND key_fhir_id IS NOT NULL AND payload->>'replaced_by_id' IS NOT NULL
+            UNION ALL
+            SELECT replaces_id, fhir_id FROM c WHERE replaces_id IS NOT NULL
         ), firsts AS (
             -- within the file: the first line of each Patient.id and of each MRN claims it
             SELECT *,
@@ -86,23 +98,34 @@ def find_conflicts(con: duckdb.DuckDBPyConnection, records: str | None = "_kap_r
             FROM firsts f
             LEFT JOIN restricted.patient_keys kf ON kf.id_system = 'fhir' AND kf.id_value = f.fhir_id
             LEFT JOIN restricted.patient_keys km ON km.id_system = 'mrn' AND km.id_value = f.mrn
+        ), judged AS (
+            SELECT k.*, (id_key IS NULL AND mrn_key IS NOT NULL AND EXISTS (
+                SELECT 1 FROM links l JOIN restricted.patient_keys r
+                    ON r.id_system = 'fhir' AND r.id_value = l.retired_id
+                WHERE l.survivor_id = k.fhir_id AND r.patient_key = k.mrn_key)) AS is_merge
+            FROM known k
         )
-        SELECT line_number, CASE
-            WHEN mrn_key IS NOT NULL AND mrn_key IS DISTINCT FROM id_key
+        SELECT line_number, is_merge, CASE
+            WHEN mrn_key IS NOT NULL AND mrn_key IS DISTINCT FROM id_key AND NOT is_merge
                 THEN 'the MRN belongs to another patient (another Patient.id); no Patient.link merges them'
             WHEN id_key IS NOT NULL AND mrn IS NOT NULL AND id_known_mrn IS NOT NULL AND mrn <> id_known_mrn
                 THEN 'the Patient.id is known with another MRN; an MRN change is not applied silently'
-            WHEN mrn IS NOT NULL AND fhir_id <> mrn_first_id
+            WHEN mrn_key IS NULL AND mrn IS NOT NULL AND fhir_id <> mrn_first_id
                 THEN 'the MRN is also on another Patient.id earlier in this file'
-            WHEN mrn IS NOT NULL AND mrn <> id_first_mrn
+            WHEN id_key IS NULL AND mrn IS NOT NULL AND mrn <> id_first_mrn
                 THEN 'the Patient.id carries another MRN earlier in this file'
             END AS detail
-        FROM known
-        WHERE (mrn_key IS NOT NULL AND mrn_key IS DISTINCT FROM id_key)
+        FROM judged
+        WHERE (mrn_key IS NOT NULL AND mrn_key IS DISTINCT FROM id_key AND NOT is_merge)
+           OR is_merge
            OR (id_key IS NOT NULL AND mrn IS NOT NULL AND id_known_mrn IS NOT NULL AND mrn <> id_known_mrn)
-           OR (mrn IS NOT NULL AND fhir_id <> mrn_first_id)
-           OR (mrn IS NOT NULL AND mrn <> id_first_mrn)
+           OR (mrn_key IS NULL AND mrn IS NOT NULL AND fhir_id <> mrn_first_id)
+           OR (id_key IS NULL AND mrn IS NOT NULL AND mrn <> id_first_mrn)
     """)
+    # a documented merge's survivor is no conflict: it is keyed on its own (its MRN stays with the
+    # retired chart's key), and dbt's merge map joins the two from the link's knowledge time
+    con.execute("CREATE OR REPLACE TEMP TABLE _kap_merges AS SELECT line_number FROM _kap_conflicts WHERE is_merge")
+    con.execute("DELETE FROM _kap_conflicts WHERE is_merge OR detail IS NULL")
     return con.execute("SELECT count(*) FROM _kap_conflicts").fetchone()[0]
 
 

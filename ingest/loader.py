@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 READERS = {"ehr": fhir, "dosing": dosing, "notes": notes}
 STAGE_AHEAD = 2      # files read and parsed ahead of the one committing, each on its own connection
-_TEMP_TABLES = ("_kap_lines_raw", "_kap_badenc", "_kap_rec", "_kap_out", "_kap_conflicts")
+_TEMP_TABLES = ("_kap_lines_raw", "_kap_badenc", "_kap_rec", "_kap_out", "_kap_conflicts", "_kap_merges")
 
 
 class ReconciliationError(RuntimeError):
@@ -552,8 +552,9 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
     identity.find_conflicts(con, "_kap_rec" if ctx.source == "ehr" else None)
     if ctx.source == "ehr":
         identity.assign_keys(
-            con, "(SELECT key_fhir_id AS fhir_id, key_mrn AS mrn FROM _kap_rec "
-                 "WHERE reason IS NULL AND NOT ignored AND key_fhir_id IS NOT NULL "
+            con, "(SELECT key_fhir_id AS fhir_id, "
+                 "CASE WHEN line_number IN (SELECT line_number FROM _kap_merges) THEN NULL ELSE key_mrn END AS mrn "
+                 "FROM _kap_rec WHERE reason IS NULL AND NOT ignored AND key_fhir_id IS NOT NULL "
                  "AND line_number NOT IN (SELECT line_number FROM _kap_conflicts))",
             ctx.file_id, ingested_at)
 

@@ -537,3 +537,35 @@ def test_a_new_version_of_a_known_patient_is_not_a_conflict(home, tmp_path):
                                                                  updated="2025-05-09T08:00:00Z", gender="male")])
     step_ingest(night2, home)
     assert reasons(home) == [] and q(home, "SELECT count(*) FROM raw.events") == [(2,)]
+
+
+def test_a_documented_merge_joins_two_charts_from_the_time_the_link_was_recorded(home, tmp_path):
+    from kap import transform
+
+    night1, night2 = tmp_path / "n1", tmp_path / "n2"
+    write_ndjson(night1 / "ehr" / "Patient.000.ndjson", [patient("p-old", "MRN-1")])
+    write_ndjson(night1 / "ehr" / "Observation.000.ndjson", [phq9("o-old", "p-old", 20, updated="2025-05-02T10:00:00Z")])
+    step_ingest(night1, home)
+    # the EHR merges the charts on 2025-06-01: the new chart replaces the old one, which points to it
+    link_at = "2025-06-01T08:00:00Z"
+    write_ndjson(night2 / "ehr" / "Patient.000.ndjson", [
+        patient("p-new", "MRN-1", updated=link_at,
+                link=[{"other": {"reference": "Patient/p-old"}, "type": "replaces"}]),
+        patient("p-old", "MRN-1", version="2", updated=link_at, active=False,
+                link=[{"other": {"reference": "Patient/p-new"}, "type": "replaced-by"}])])
+    write_ndjson(night2 / "ehr" / "Observation.000.ndjson", [phq9("o-new", "p-new", 12, when="2025-06-02T09:00:00Z",
+                                                                  updated="2025-06-02T10:00:00Z")])
+    step_ingest(night2, home)
+    assert parked(home) == [] and reasons(home) == []
+    k = keys(home)
+    assert k[("fhir", "p-new")] != k[("fhir", "p-old")] == k[("mrn", "MRN-1")]   # the log is not rewritten
+
+    select = "stg_raw__current_events stg_raw__knowledge_time stg_ehr__patient_merges stg_ehr__patients stg_ehr__assessments"
+    transform.build(home, select=select)
+    assert q(home, "SELECT count(*) FROM staging.stg_ehr__patients") == [(1,)]
+    assert q(home, "SELECT count(DISTINCT patient_key), min(patient_key) FROM staging.stg_ehr__assessments") == [
+        (1, k[("fhir", "p-new")])]
+    # as of before the link was recorded, the two charts are apart
+    transform.build(home, select=select, as_of="2025-05-20T00:00:00")
+    assert q(home, "SELECT count(*) FROM staging.stg_ehr__patient_merges") == [(0,)]
+    assert q(home, "SELECT patient_key FROM staging.stg_ehr__assessments") == [(k[("fhir", "p-old")],)]

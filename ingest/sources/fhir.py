@@ -52,6 +52,7 @@ STRUCTURE = {
     "suspectEntity": _J, "dateTime": _V, "questionnaire": _V, "authored": _V, "item": _J,
     "content": _J, "identifier": _J, "birthDate": _V, "gender": _V, "address": _J,
     "deceasedBoolean": _V, "deceasedDateTime": _V, "name": _J,
+    "link": _J,
 }
 
 LOINC = "http://loinc.org"
@@ -332,6 +333,9 @@ def records_sql(ctx: Context) -> str:
         "zip3": "nullif(left(regexp_replace(coalesce(json_extract_string(j.address, '$[0].postalCode'), ''), '[^0-9]', '', 'g'), 3), '')",
         "clinic_id": "kap_ref_id(j.managingOrganization.reference)",
         "is_deceased": "coalesce(j.deceasedBoolean = 'true', false) OR j.deceasedDateTime IS NOT NULL", "version_id": "vid",
+        # documented chart merges (Patient.link): the other chart's Patient.id
+        "replaced_by_id": "kap_ref_id(list_filter(json_extract(j.link, '$[*]'), lambda l: (l->>'$.type') = 'replaced-by')[1]->>'$.other.reference')",
+        "replaces_id": "kap_ref_id(list_filter(json_extract(j.link, '$[*]'), lambda l: (l->>'$.type') = 'replaces')[1]->>'$.other.reference')",
     }
     payload = f"""CASE
         WHEN retract THEN {_obj({"retracted_resource": "rtype", "reason": "'entered-in-error'"})}

@@ -2,7 +2,7 @@
     the event type (booked/arrived/fulfilled/cancelled/noshow) is kept as status_group. -#}
 select
     {{ json_text('payload', 'appointment_id') }} as appointment_id,
-    patient_key,
+    {{ kap_survivor_key('patient_key') }} as patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'practitioner_id') }} as practitioner_id,
     {{ json_text('payload', 'session_type') }} as session_type,

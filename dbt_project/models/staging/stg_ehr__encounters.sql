@@ -2,7 +2,7 @@
     type (encounter_<type>), falling back to the payload. -#}
 select
     {{ json_text('payload', 'encounter_id') }} as encounter_id,
-    patient_key,
+    {{ kap_survivor_key('patient_key') }} as patient_key,
     {{ json_text('payload', 'appointment_id') }} as appointment_id,
     {{ json_text('payload', 'episode_id') }} as episode_id,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
