@@ -183,10 +183,11 @@ class FaultInjector:
         rt = res["resourceType"]
         if rt not in _TIME_PATHS:
             if rt == "Patient" and not self.counts["identity_conflict"]:
-                # a second chart for the same person under a new Patient.id, without a Patient.link
+                # a second chart for the same person under a new Patient.id, without a Patient.link,
+                # in a file of its own in the first export (Patient.000 and the re-exports stay as they were)
                 twin = json.loads(line)
                 twin["id"] = f"{res['id']}-dup"
-                self.reexports[f"ehr/{rt}.001.ndjson"].append(dumps(twin))
+                self.reexports[f"ehr/{rt}.900.ndjson"].append(dumps(twin))
                 self.counts["identity_conflict"] += 1
             if rt == "Patient" and self.rng.random() < self.rate:
                 self._correct_ehr(res, retract=False)
