@@ -52,6 +52,83 @@ def assign_keys(con: duckdb.DuckDBPyConnection, candidates: str, file_id: str, n
     return after - before
 
 
+def find_conflicts(con: duckdb.DuckDBPyConnection, records: str | None = "_kap_rec") -> int:
+    """Fill temp table `_kap_conflicts(line_number, detail)`: the Patient records of `records` whose
+    identity collides with a known patient, which must never be merged into one key (docs/inputs.md,
+    "Identity"). A patient is known by its Patient.id and its MRN; a collision is
+    - an MRN already held by another patient (a new Patient.id, or a known one keyed apart), or
+    - a known Patient.id arriving with another MRN than the one it has, or
+    - within one file, one MRN on two new Patient.ids, or one Patient.id with two MRNs (the later
+      line is the newcomer).
+    The newcomer's record is parked `identity_conflict`; records referencing it stay unresolved
+    (parked `unknown_patient`) until the conflict is resolved. `records` None: no records (other
+    sources). Returns the number of conflicting records.
+    """
+    if records is None:
+        con.execute("CREATE OR REPLACE TEMP TABLE _kap_conflicts (line_number BIGINT, is_merge BOOLEAN, detail VARCHAR)")
+        con.execute("CREATE OR REPLACE TEMP TABLE _kap_merges (line_number BIGINT)")
+        return 0
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _kap_conflicts AS
+        WITH c AS (
+            SELECT line_number, key_fhir_id AS fhir_id, key_mrn AS mrn,
+                   payload->>'replaces_id' AS replaces_id
+            FROM {records} WHERE reason IS NULL AND NOT ignored AND key_fhir_id IS NOT NULL
+        ), links AS (
+            -- documented merges: (retired Patient.id, surviving Patient.id), from the log and the file
+            SELECT source_record_id[9:] AS retired_id, payload->>'replaced_by_id' AS survivor_id
+            FROM raw.events WHERE event_type IN ('patient_registered', 'patient_updated')
+              AND payload->>'replaced_by_id' IS NOT NULL
+            UNION ALL
+            SELECT key_fhir_id, payload->>'replaced_by_id' FROM {records}
+            WHERE reason IS NULL AND key_fhir_id IS NOT NULL AND payload->>'replaced_by_id' IS NOT NULL
+            UNION ALL
+            SELECT replaces_id, fhir_id FROM c WHERE replaces_id IS NOT NULL
+        ), firsts AS (
+            -- within the file: the first line of each Patient.id and of each MRN claims it
+            SELECT *,
+                   min(line_number) OVER (PARTITION BY mrn) AS mrn_first_line,
+                   first_value(fhir_id) OVER (PARTITION BY mrn ORDER BY line_number) AS mrn_first_id,
+                   first_value(mrn) OVER (PARTITION BY fhir_id ORDER BY line_number) AS id_first_mrn
+            FROM c
+        ), known AS (
+            SELECT f.*, kf.patient_key AS id_key, km.patient_key AS mrn_key,
+                   (SELECT min(k.id_value) FROM restricted.patient_keys k
+                    WHERE k.id_system = 'mrn' AND k.patient_key = kf.patient_key) AS id_known_mrn
+            FROM firsts f
+            LEFT JOIN restricted.patient_keys kf ON kf.id_system = 'fhir' AND kf.id_value = f.fhir_id
+            LEFT JOIN restricted.patient_keys km ON km.id_system = 'mrn' AND km.id_value = f.mrn
+        ), judged AS (
+            SELECT k.*, (id_key IS NULL AND mrn_key IS NOT NULL AND EXISTS (
+                SELECT 1 FROM links l JOIN restricted.patient_keys r
+                    ON r.id_system = 'fhir' AND r.id_value = l.retired_id
+                WHERE l.survivor_id = k.fhir_id AND r.patient_key = k.mrn_key)) AS is_merge
+            FROM known k
+        )
+        SELECT line_number, is_merge, CASE
+            WHEN mrn_key IS NOT NULL AND mrn_key IS DISTINCT FROM id_key AND NOT is_merge
+                THEN 'the MRN belongs to another patient (another Patient.id); no Patient.link merges them'
+            WHEN id_key IS NOT NULL AND mrn IS NOT NULL AND id_known_mrn IS NOT NULL AND mrn <> id_known_mrn
+                THEN 'the Patient.id is known with another MRN; an MRN change is not applied silently'
+            WHEN mrn_key IS NULL AND mrn IS NOT NULL AND fhir_id <> mrn_first_id
+                THEN 'the MRN is also on another Patient.id earlier in this file'
+            WHEN id_key IS NULL AND mrn IS NOT NULL AND mrn <> id_first_mrn
+                THEN 'the Patient.id carries another MRN earlier in this file'
+            END AS detail
+        FROM judged
+        WHERE (mrn_key IS NOT NULL AND mrn_key IS DISTINCT FROM id_key AND NOT is_merge)
+           OR is_merge
+           OR (id_key IS NOT NULL AND mrn IS NOT NULL AND id_known_mrn IS NOT NULL AND mrn <> id_known_mrn)
+           OR (mrn_key IS NULL AND mrn IS NOT NULL AND fhir_id <> mrn_first_id)
+           OR (id_key IS NULL AND mrn IS NOT NULL AND mrn <> id_first_mrn)
+    """)
+    # a documented merge's survivor is no conflict: it is keyed on its own (its MRN stays with the
+    # retired chart's key), and dbt's merge map joins the two from the link's knowledge time
+    con.execute("CREATE OR REPLACE TEMP TABLE _kap_merges AS SELECT line_number FROM _kap_conflicts WHERE is_merge")
+    con.execute("DELETE FROM _kap_conflicts WHERE is_merge OR detail IS NULL")
+    return con.execute("SELECT count(*) FROM _kap_conflicts").fetchone()[0]
+
+
 RESOLVE_MACROS = r"""
 -- kind of a patient reference: 'fhir' for literal (Patient/x, https://.../Patient/x),
 -- 'mrn' for conditional (Patient?identifier=system|value), NULL when it names no patient

@@ -44,7 +44,7 @@ from typing import Callable
 
 import duckdb
 
-from ingest import clocks, crashpoints, identity, landing
+from ingest import clocks, crashpoints, identity, knowledge, landing, manifest, parking
 from ingest.limits import DEFAULT as DEFAULT_LIMITS
 from ingest.limits import LimitExceeded, Limits
 from ingest.schema import ensure_event_log
@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 READERS = {"ehr": fhir, "dosing": dosing, "notes": notes}
 STAGE_AHEAD = 2      # files read and parsed ahead of the one committing, each on its own connection
-_TEMP_TABLES = ("_kap_lines_raw", "_kap_badenc", "_kap_rec", "_kap_out", notes.TAG_TABLE)
+_TEMP_TABLES = ("_kap_lines_raw", "_kap_badenc", "_kap_rec", "_kap_out", notes.TAG_TABLE, "_kap_conflicts",
+                "_kap_merges")
 
 
 class ReconciliationError(RuntimeError):
@@ -95,6 +96,9 @@ class IngestSummary:
     files: list[FileResult] = field(default_factory=list)
     ignored_paths: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    manifests: list[dict] = field(default_factory=list)        # Bulk Data manifests recorded this run
+    knowledge_cutoff: dict = field(default_factory=dict)       # "now" recorded for this run
+    parked: dict = field(default_factory=dict)                 # parked records released / still open
 
     @property
     def totals(self) -> dict[str, int]:
@@ -110,7 +114,10 @@ class IngestSummary:
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "landing_dir": self.landing_dir, "ingested_at": self.ingested_at,
                 "seconds": round(self.seconds, 3), "totals": self.totals,
-                "files": [f.to_dict() for f in self.files], "ignored_paths": self.ignored_paths}
+                "files": [f.to_dict() for f in self.files], "ignored_paths": self.ignored_paths,
+                "manifests": self.manifests, "parked": self.parked,
+                "knowledge_cutoff": {k: (v.isoformat() + "Z" if isinstance(v, dt.datetime) else v)
+                                     for k, v in self.knowledge_cutoff.items()}}
 
 
 def _utcnow() -> dt.datetime:
@@ -147,6 +154,11 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
                             ingested_at=ingested_at.isoformat() + "Z", ignored_paths=found.ignored)
     todo = [lf for lf in found.files if sources is None or lf.source in sources]
     ensure_event_log(con)
+    # Bulk Data manifests: read before the files, whose meta-less records take their transactionTime
+    manifests = manifest.read_all(landing_dir, ingested_at) if sources is None or "ehr" in sources else []
+    export_times = manifest.transaction_times(manifests, landing_dir)
+    manifest_paths = {p.relative_to(landing_dir).as_posix() for p in manifest.find(landing_dir)}
+    summary.ignored_paths = [p for p in summary.ignored_paths if p not in manifest_paths]
     if on_file is not None:
         on_file(0, len(todo), None)
     with ThreadPoolExecutor(STAGE_AHEAD, thread_name_prefix="kap-stage") as pool:
@@ -158,7 +170,8 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
         def stage(i: int):
             lf = todo[i]
             return pool.submit(_stage, cons[i % len(cons)], landing_dir, lf.path, lf.source,
-                               ingested_at, lf.problem, zones, limits)
+                               ingested_at, lf.problem, zones, limits,
+                               export_times.get(lf.path.parent.absolute()) if lf.source == "ehr" else None)
 
         pending = [stage(i) for i in range(min(STAGE_AHEAD, len(todo)))]
         for i, lf in enumerate(todo):
@@ -186,8 +199,24 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
                 on_file(i + 1, len(todo), result)
         for c in cons:
             c.close()
+    _after_files(con, summary, manifests, run_id, ingested_at)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _after_files(con, summary: IngestSummary, manifests: list, run_id: str, ingested_at) -> None:
+    """One transaction after the run's files: new manifests recorded, parked records re-evaluated
+    against the log, and the run's knowledge cutoff ("now") recorded."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        new = manifest.record(con, manifests, run_id, ingested_at)
+        summary.manifests = [m.to_dict() for m in new]
+        summary.parked = parking.release(con, run_id, ingested_at)
+        summary.knowledge_cutoff = knowledge.record_cutoff(con, run_id, ingested_at)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 _MACROS_TAG = hashlib.sha256((COMMON_MACROS + identity.RESOLVE_MACROS + fhir.MACROS).encode()).hexdigest()[:16]
@@ -237,15 +266,17 @@ class _Staged:
 
 
 def ingest_file(con, landing_dir: Path, path: Path, source: str, run_id: str | None, ingested_at,
-                problem: str | None = None, limits: Limits | None = None) -> FileResult:
+                problem: str | None = None, limits: Limits | None = None, known_at=None) -> FileResult:
     """Ingest one landing file (see the module docstring). Raises on unexpected errors, after
-    rolling back everything of this file."""
-    return _commit(_stage(con, landing_dir, path, source, ingested_at, problem, limits), run_id, ingested_at)
+    rolling back everything of this file. known_at: knowledge time of records without their own
+    (the drop's manifest transactionTime; None = the ingest time)."""
+    return _commit(_stage(con, landing_dir, path, source, ingested_at, problem, limits=limits, known_at=known_at),
+                   run_id, ingested_at)
 
 
 def _stage(con, landing_dir: Path, path: Path, source: str, ingested_at,
            problem: str | None = None, zones: tuple = ((), None),
-           limits: Limits | None = None) -> _Staged:
+           limits: Limits | None = None, known_at=None) -> _Staged:
     """Steps 1-3 without writing the warehouse: safety, sha256, lines, the reader's records (in
     temp tables of `con`). Runs on its own connection while the previous file commits."""
     started = time.monotonic()
@@ -326,7 +357,7 @@ def _stage(con, landing_dir: Path, path: Path, source: str, ingested_at,
             bad_lines = [b for b in bad_lines if b[0] > first[0]]
         st.ctx = Context(file_id=fh.sha256, source=source, ingested_at=ingested_at, header=header,
                          resource_types=_file_types(source, path), time_zones=zones[0],
-                         default_time_zone=zones[1])
+                         default_time_zone=zones[1], known_at=known_at)
         st.bad_lines = bad_lines
         # 3. the reader's candidate records (a reader may first derive what SQL cannot: note tags)
         prepare_lines = getattr(READERS[source], "prepare_lines", None)
@@ -367,6 +398,7 @@ def _commit(st: _Staged, run_id: str | None, ingested_at) -> FileResult:
             for k, v in counts.items():
                 setattr(result, k, v)
             _check_identity(result)
+            parking.park(con, st.ctx, run_id, ingested_at)
             _write_file_row(con, result, "ingested", None, run_id, ingested_at, st.sha, st.size)
             crashpoints.reached("ingest.mid_file")
             con.execute("COMMIT")
@@ -595,6 +627,9 @@ def _records_statement(reader, ctx: Context, ingested_at) -> tuple[str, dict | N
     sql = (f"CREATE OR REPLACE TEMP TABLE _kap_rec AS SELECT *, "
            f"sha256({sql_str(ctx.source)} || '|' || source_record_id || '|' || version_key) AS event_id "
            f"FROM ({reader.records_sql(ctx)})")
+    known_at = _naive_utc(ctx.known_at)
+    sql = sql.replace("$known_at", "$ingested_at" if not isinstance(known_at, dt.datetime) else
+                      f"TIMESTAMP '{known_at.isoformat(sep=' ', timespec='microseconds')}'")
     return _inline_ingested_at(sql, ingested_at)
 
 
@@ -642,10 +677,13 @@ END"""
 
 
 def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingested_at) -> dict[str, int]:
+    identity.find_conflicts(con, "_kap_rec" if ctx.source == "ehr" else None)
     if ctx.source == "ehr":
         identity.assign_keys(
-            con, "(SELECT key_fhir_id AS fhir_id, key_mrn AS mrn FROM _kap_rec "
-                 "WHERE reason IS NULL AND NOT ignored AND key_fhir_id IS NOT NULL)",
+            con, "(SELECT key_fhir_id AS fhir_id, "
+                 "CASE WHEN line_number IN (SELECT line_number FROM _kap_merges) THEN NULL ELSE key_mrn END AS mrn "
+                 "FROM _kap_rec WHERE reason IS NULL AND NOT ignored AND key_fhir_id IS NOT NULL "
+                 "AND line_number NOT IN (SELECT line_number FROM _kap_conflicts))",
             ctx.file_id, ingested_at)
     clocks.apply_local_clocks(con, dict(ctx.time_zones), ctx.default_time_zone)
 
@@ -655,9 +693,18 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
     con.execute(*_inline_ingested_at("""
         CREATE OR REPLACE TEMP TABLE _kap_out AS
         WITH r AS (
-            SELECT r.*, k.patient_key, k.file_id AS key_file_id, $bad_id_field AS bad_id_field
+            SELECT r.*, k.patient_key, k.file_id AS key_file_id, $bad_id_field AS bad_id_field,
+                   lv.last_line, lv.last_event, ic.detail AS identity_conflict
             FROM _kap_rec r
             LEFT JOIN restricted.patient_keys k ON k.id_system = r.ref_kind AND k.id_value = r.ref_value
+            LEFT JOIN (
+                -- versions without meta (version_key 'h:' = content hash): the last line wins
+                SELECT source_record_id, max(line_number) AS last_line,
+                       arg_max(event_id, line_number) AS last_event
+                FROM _kap_rec WHERE starts_with(version_key, 'h:') AND reason IS NULL AND NOT ignored
+                GROUP BY source_record_id
+            ) lv ON lv.source_record_id = r.source_record_id AND starts_with(r.version_key, 'h:')
+            LEFT JOIN _kap_conflicts ic ON ic.line_number = r.line_number
         ), births AS (
             SELECT patient_key, arg_max(birth_year, recorded_at) AS birth_year FROM (
                 SELECT patient_key, TRY_CAST(payload->>'$.birth_year' AS INTEGER) AS birth_year, recorded_at
@@ -672,22 +719,36 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
                 CASE WHEN r.ignored THEN NULL
                      WHEN r.reason IS NOT NULL THEN r.reason
                      WHEN r.bad_id_field IS NOT NULL THEN 'invalid_identifier'
-                     WHEN r.needs_patient AND r.patient_key IS NULL THEN 'unknown_patient'
                      WHEN r.check_time AND r.occurred_at > $ingested_at + INTERVAL 1 DAY THEN 'future_time'
+                     WHEN r.recorded_at > $ingested_at + $skew THEN 'recorded_after_ingest'
+                     WHEN r.line_number < r.last_line AND r.event_id <> r.last_event THEN 'superseded_in_file'
+                     WHEN r.identity_conflict IS NOT NULL THEN 'identity_conflict'
+                     WHEN r.needs_patient AND r.patient_key IS NULL THEN 'unknown_patient'
+                     WHEN $check_clinic AND r.event_type <> 'record_retracted' AND kc.clinic_id IS NULL
+                         THEN 'unknown_clinic'
                      WHEN r.check_time AND year(r.occurred_at) < b.birth_year THEN 'before_birth'
                 END AS reason2,
                 CASE WHEN r.ignored THEN NULL
                      WHEN r.reason IS NOT NULL THEN r.detail
                      WHEN r.bad_id_field IS NOT NULL
                          THEN r.bad_id_field || ' does not match the identifier pattern ' || $id_pattern
-                     WHEN r.needs_patient AND r.patient_key IS NULL
-                         THEN 'no patient key for ' || coalesce(r.ref_kind, 'unresolvable') || ' reference'
                      WHEN r.check_time AND r.occurred_at > $ingested_at + INTERVAL 1 DAY
                          THEN 'occurred_at ' || kap_iso(r.occurred_at) || ' is after ingestion + 1 day'
+                     WHEN r.recorded_at > $ingested_at + $skew
+                         THEN 'recorded_at ' || kap_iso(r.recorded_at) || ' is after the file was ingested ('
+                              || kap_iso($ingested_at) || ') + $skew_text'
+                     WHEN r.line_number < r.last_line AND r.event_id <> r.last_event
+                         THEN 'no meta.versionId/lastUpdated: line ' || r.last_line || ' of the same resource is later and wins'
+                     WHEN r.identity_conflict IS NOT NULL THEN r.identity_conflict
+                     WHEN r.needs_patient AND r.patient_key IS NULL
+                         THEN 'no patient key for ' || coalesce(r.ref_kind, 'unresolvable') || ' reference'
+                     WHEN $check_clinic AND r.event_type <> 'record_retracted' AND kc.clinic_id IS NULL
+                         THEN 'clinic_id ' || coalesce(r.payload->>'clinic_id', 'NULL') || ' is not a known clinic (yet)'
                      WHEN r.check_time AND year(r.occurred_at) < b.birth_year
                          THEN 'occurred in ' || year(r.occurred_at) || ', before birth year ' || b.birth_year
                 END AS detail2
             FROM r LEFT JOIN births b USING (patient_key)
+            LEFT JOIN ($known_clinics) kc ON kc.clinic_id = r.payload->>'clinic_id'
         ), firsts AS (
             SELECT event_id, min(line_number) AS first_line
             FROM v WHERE reason2 IS NULL AND NOT ignored GROUP BY event_id
@@ -703,7 +764,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
             LEFT JOIN logged lg ON lg.event_id = v.event_id AND v.line_number = f.first_line
         )
         SELECT line_number, event_id, event_type, patient_key, key_file_id, ref_value, occurred_at,
-            recorded_at, source_record_id, payload,
+            recorded_at, source_record_id, payload, ref_kind, key_fhir_id, key_mrn,
             CASE WHEN ignored THEN 'ignored'
                  WHEN reason2 IS NOT NULL OR line_number > first_line OR (in_log AND NOT same_payload)
                      THEN 'quarantined'
@@ -717,7 +778,10 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
                  WHEN in_log AND NOT same_payload THEN 'event ' || event_id || ' already logged with other content'
             END AS detail
         FROM cmp
-    """.replace("$bad_id_field", _BAD_ID_FIELD).replace("$id_pattern", sql_str(ID_PATTERN)), ingested_at))
+    """.replace("$bad_id_field", _BAD_ID_FIELD).replace("$id_pattern", sql_str(ID_PATTERN))
+        .replace("$skew_text", str(knowledge.CLOCK_SKEW)).replace("$skew", knowledge.CLOCK_SKEW_SQL)
+        .replace("$known_clinics", parking.known_clinics_sql(ctx.source))
+        .replace("$check_clinic", "true" if ctx.source in parking.CLINIC_CHECKED_SOURCES else "false"), ingested_at))
     if ctx.source == "ehr":
         # patient_registered only for the first accepted version of a patient this file keyed
         con.execute("""

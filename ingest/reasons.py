@@ -16,13 +16,17 @@ RECORD_REASONS: dict[str, str] = {
     "unknown_instrument": "An Observation whose code is neither a known instrument nor a known vital sign.",
     "out_of_range": "A value outside its plausible range: dose per route, BP, SpO2, heart rate, a score beyond its instrument's maximum.",
     "invalid_identifier": "An identifier (the record's id, the patient reference or MRN, or a field named `*_id`) does not match the pattern: a letter or digit, then letters, digits and `. - _ :`, at most 64 characters (detail names the field).",
-    "unknown_patient": "The record names a patient (reference or MRN) the warehouse does not know.",
+    "unknown_patient": "The record names a patient (reference or MRN) the warehouse does not know (yet): parked, and released when the patient arrives (restricted.parked_records).",
+    "identity_conflict": "A Patient whose identity collides with a known patient: its MRN is held by another Patient.id (no Patient.link merges them), or a known Patient.id arrives with another MRN. Never merged: parked until resolved.",
+    "unknown_clinic": "A dosing-log row or note names a clinic_id that is no clinic (Organization/Location) of the log (yet): parked, and released when the clinic arrives.",
     "future_time": "The record happened more than a day after it was ingested.",
     "before_birth": "The record happened before the patient's birth year.",
     "end_before_start": "An end time earlier than its start time.",
     "timestamp_without_offset": "A clinical time without a UTC offset (`2025-03-04T19:30:00`) whose clinic has no time zone (no FHIR timezone extension, no KAP_CLINIC_TIMEZONES entry, no KAP_TIMEZONE): it cannot be placed in UTC.",
     "conflicting_duplicate": "The same record id and version arrived again with different content.",
     "duplicate_in_file": "The same record id and version appears twice in one file (the first is kept).",
+    "recorded_after_ingest": "The record's knowledge time (meta.lastUpdated, recorded_at, amended_at, signed_at) is later than the time its file was ingested plus the allowed clock skew (ingest/knowledge.py): impossible, and it would move \"now\".",
+    "superseded_in_file": "A FHIR resource without meta.versionId/lastUpdated appears again later in the same file with other content: the later line wins.",
 }
 
 FILE_REASONS: dict[str, str] = {

@@ -79,6 +79,76 @@ CREATE TABLE IF NOT EXISTS restricted.secrets (
     value      VARCHAR NOT NULL,
     created_at TIMESTAMP NOT NULL
 );
+
+-- "Now" for the as-of rules: the knowledge cutoff of the data received, one row per ingest run
+-- (ingest/knowledge.py). dbt's stg_raw__knowledge_time reads the latest row.
+CREATE TABLE IF NOT EXISTS raw.knowledge_cutoffs (
+    run_id          VARCHAR NOT NULL,
+    cutoff_at       TIMESTAMP,              -- NULL while nothing has been received
+    basis           VARCHAR,                -- manifest_transaction_time | latest_ingest_time | previous_cutoff
+    manifest_path   VARCHAR,                -- the manifest whose transactionTime was taken
+    basis_run_id    VARCHAR,                -- the run whose files set the cutoff
+    run_started_at  TIMESTAMP NOT NULL,     -- the cutoff is never later than this
+    recorded_at     TIMESTAMP NOT NULL
+);
+
+-- Bulk Data $export manifests (`manifest.json` beside an EHR drop's NDJSON files), one row each
+-- (ingest/manifest.py); never ingested as FHIR resources.
+CREATE TABLE IF NOT EXISTS raw.export_manifests (
+    manifest_id       VARCHAR NOT NULL,     -- sha256 of the manifest's bytes
+    path              VARCHAR NOT NULL,     -- relative to the landing folder
+    drop_folder       VARCHAR NOT NULL,
+    transaction_time  TIMESTAMP,            -- manifest transactionTime (UTC); NULL when unreadable
+    request           VARCHAR,
+    outputs_listed    BIGINT NOT NULL,
+    errors_listed     BIGINT NOT NULL,      -- error[] files (OperationOutcome NDJSON)
+    error_records     BIGINT NOT NULL,      -- OperationOutcome lines in those files
+    problem           VARCHAR,              -- why the manifest could not be used, if so
+    run_id            VARCHAR,
+    ingested_at       TIMESTAMP NOT NULL
+);
+
+-- One row per output[] / error[] entry of a manifest: listed count vs lines found in the drop.
+CREATE TABLE IF NOT EXISTS raw.export_manifest_files (
+    manifest_id     VARCHAR NOT NULL,
+    kind            VARCHAR NOT NULL,       -- output | error
+    resource_type   VARCHAR,
+    url             VARCHAR,
+    path            VARCHAR,                -- the file in the drop the url names (by file name)
+    listed_count    BIGINT,
+    found_lines     BIGINT,                 -- NULL when the file is missing
+    status          VARCHAR NOT NULL,       -- ok | missing | count_mismatch | errors_reported
+    run_id          VARCHAR,
+    ingested_at     TIMESTAMP NOT NULL
+);
+
+-- Records held back because something they reference has not arrived yet (a patient, a clinic) or
+-- because their patient identity conflicts (ingest/parking.py). They are also in raw.quarantine
+-- with the same reason, counted there by their file; each ingest re-evaluates the open ones and
+-- releases those that resolve, with their original knowledge time. Holds the reference's value
+-- (an MRN or Patient.id), hence the restricted schema.
+CREATE TABLE IF NOT EXISTS restricted.parked_records (
+    file_id           VARCHAR NOT NULL,
+    line_number       BIGINT NOT NULL,
+    reason_code       VARCHAR NOT NULL,     -- unknown_patient | unknown_clinic | identity_conflict
+    source            VARCHAR NOT NULL,
+    event_id          VARCHAR NOT NULL,
+    event_type        VARCHAR NOT NULL,
+    ref_kind          VARCHAR,
+    ref_value         VARCHAR,
+    clinic_id         VARCHAR,
+    occurred_at       TIMESTAMP,
+    recorded_at       TIMESTAMP NOT NULL,   -- the original knowledge time, kept on release
+    source_record_id  VARCHAR NOT NULL,
+    payload           JSON NOT NULL,
+    key_fhir_id       VARCHAR,              -- identity_conflict: the Patient's identifiers
+    key_mrn           VARCHAR,
+    parked_at         TIMESTAMP NOT NULL,
+    parked_by_run     VARCHAR,
+    status            VARCHAR NOT NULL,     -- parked | released | superseded
+    released_at       TIMESTAMP,
+    released_by_run   VARCHAR
+);
 """
 
 # Source record ids -> the surrogate keys the marts carry instead (dbt macro source_key: the same

@@ -231,6 +231,25 @@ def _data_quality(con) -> Section:
     return Section("Data quality", body)
 
 
+def _export(con) -> Section:
+    """The knowledge cutoff ("now") of the published marts and what the Bulk Data manifests said."""
+    body = ""
+    if _has(con, "care_pathways"):
+        now = con.execute("SELECT max(as_of_at) FROM care_pathways").fetchone()[0]
+        body += f"<p>Now (knowledge cutoff of the data received): {html.escape(str(now or 'n/a'))}</p>"
+    if not _has(con, "dq_results"):
+        return Section("Bulk Data export", body + "<p>dq_results was not published.</p>")
+    rows = con.execute("""
+        SELECT check_id, status, rows_checked, rows_failed, failing_keys_sample FROM dq_results
+        WHERE check_id LIKE 'landing_manifest%' ORDER BY check_id""").fetchall()
+    if not any(checked for _, _, checked, _, _ in rows):
+        return Section("Bulk Data export", body + "<p>No Bulk Data manifest was read in this run.</p>")
+    body += _table(["check", "status", "listed", "problems", "files (sample)"],
+                   [[c, s, n if n is not None else "", f if f is not None else "", k or ""]
+                    for c, s, n, f, k in rows])
+    return Section("Bulk Data export", body)
+
+
 def _section(build, con) -> Section:
     """One section; a mart that lacks what it needs gets a note, never a failed run."""
     try:
@@ -259,7 +278,7 @@ def render(analytics: Path, run_id: str) -> str:
         published = con.execute("SELECT max(published_at), max(as_of) FROM publish_runs").fetchone() \
             if _has(con, "publish_runs") else (None, None)
         sections = [_section(build, con) for build in (_funnel, _adherence, _response_curve, _caseload, _safety,
-                                                 _data_quality)]
+                                                     _export, _data_quality)]
     finally:
         con.close()
     parts = [f"<h2>{html.escape(s.title)}</h2>{s.body}" for s in sections]

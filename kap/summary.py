@@ -77,6 +77,7 @@ def describe(settings: Settings) -> str:
     try:
         tables = _tables(con)
         lines += _publish_lines(con, tables)
+        lines += _now_line(con, tables, settings)
         lines += _headline_lines(con, tables)
         lines += _care_team_lines(con, tables)
         lines.append(f"  quarantined: {_quarantined(settings)}")
@@ -84,6 +85,34 @@ def describe(settings: Settings) -> str:
     finally:
         con.close()
     return "\n".join(lines)
+
+
+def _now_line(con, tables: set[str], settings: Settings) -> list[str]:
+    """ "Now" of the published marts (the knowledge cutoff), and where it came from."""
+    if "care_pathways" not in tables or "as_of_at" not in _columns(con, "care_pathways"):
+        return []
+    now = _scalar(con, "SELECT max(as_of_at) FROM care_pathways")
+    if now is None:
+        return []
+    basis = ""
+    if settings.warehouse.exists():
+        try:
+            wh = duckdb.connect(str(settings.warehouse), read_only=True)
+        except duckdb.Error:
+            wh = None
+        if wh is not None:
+            try:
+                row = wh.execute("SELECT cutoff_at, basis, manifest_path FROM raw.knowledge_cutoffs "
+                                 "ORDER BY recorded_at DESC, run_id DESC LIMIT 1").fetchone()
+            except duckdb.Error:
+                row = None
+            finally:
+                wh.close()
+            if row and row[0] == now:
+                basis = {"manifest_transaction_time": f" (Bulk Data manifest transactionTime, {row[2]})",
+                         "latest_ingest_time": " (latest ingest time of an accepted file)"}.get(
+                    row[1], f" ({row[1]})")
+    return [f"  now (knowledge cutoff): {now:%Y-%m-%d %H:%M:%S} UTC{basis}"]
 
 
 def _publish_lines(con, tables: set[str]) -> list[str]:

@@ -33,8 +33,9 @@ _spec = importlib.util.spec_from_file_location("bad_inputs_corpus", CORPUS / "ma
 corpus = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus)
 
-BASE_IDS = {"Patient/p-bi-0001", "Patient/p-bi-0002", "Observation/obs-base-1", "dl-base-1", "note-base-1"}
-BASE_ACCEPTED = {"ehr/Patient.000.ndjson": 2, "ehr/Observation.000.ndjson": 1, "dosing/dosing.000.csv": 1,
+BASE_IDS = {"Organization/clinic-01", "Patient/p-bi-0001", "Patient/p-bi-0002", "Observation/obs-base-1",
+            "dl-base-1", "note-base-1"}
+BASE_ACCEPTED = {"ehr/Organization.000.ndjson": 1, "ehr/Patient.000.ndjson": 2, "ehr/Observation.000.ndjson": 1, "dosing/dosing.000.csv": 1,
                  "notes/notes.000.jsonl": 1}
 
 

@@ -175,8 +175,9 @@ def test_patient_keys_are_random_not_derived(tmp_path):
 def test_crash_mid_transaction_leaves_nothing(tmp_path, monkeypatch):
     s = _settings(tmp_path)
     land = tmp_path / "land"
-    for rel in ("ehr/2025-06-01/Patient.000.ndjson", "ehr/2025-06-01/Observation.000.ndjson",
-                "dosing/2025-06-01/dosing.000.csv", "notes/notes.000.jsonl"):
+    for rel in ("ehr/2025-06-01/Organization.000.ndjson", "ehr/2025-06-01/Patient.000.ndjson",
+                "ehr/2025-06-01/Observation.000.ndjson", "dosing/2025-06-01/dosing.000.csv",
+                "notes/notes.000.jsonl"):
         (land / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(LANDING / rel, land / rel)
 
@@ -196,8 +197,9 @@ def test_crash_mid_transaction_leaves_nothing(tmp_path, monkeypatch):
                            loader._utcnow())
     monkeypatch.undo()
     r = step_ingest(land, s)          # the next run ingests everything, once
-    assert r.ok and r.totals["files_ingested"] == 4
-    assert _q(s, "SELECT count(*) FROM raw.events")[0][0] == r.totals["events_added"] == 3 + 7 + 4 + 3
+    assert r.ok and r.totals["files_ingested"] == 5
+    # the clinic the doses and notes name is in the drop, so none of them is parked
+    assert _q(s, "SELECT count(*) FROM raw.events")[0][0] == r.totals["events_added"] == 1 + 3 + 7 + 4 + 3
 
 
 def identifiers_in(landing: Path) -> set[str]:

@@ -261,6 +261,16 @@ LANDING_CONDITION_FAULTS: dict[str, dict[str, Any]] = {
     "landing_doses_esketamine_three_bp": {"payload": {"bp_40min_systolic": None}},
     "landing_sessions_end_after_start": {"payload": {"end_at": iso(T(2025, 2, 11, 9))}},
     "landing_notes_end_after_start": {"payload": {"end_at": iso(T(2025, 2, 11, 9))}},
+    "landing_superseded_in_file": {"reason": "superseded_in_file"},
+    "landing_manifest_files_present": {"manifest_file": ("output", "missing", 12, None)},
+    "landing_manifest_counts_match": {"manifest_file": ("output", "count_mismatch", 12, 11)},
+    "landing_manifest_export_errors": {"manifest_file": ("error", "errors_reported", None, 3)},
+    "landing_manifest_usable": {"manifest_problem": "transactionTime missing or not an instant"},
+    "landing_log_not_future": {"log_event": {"occurred_at": INGESTED_AT + dt.timedelta(days=3)}},
+    "landing_log_recorded_not_after_ingest": {"log_event": {"recorded_at": INGESTED_AT + dt.timedelta(hours=2)}},
+    "landing_log_patient_known": {"log_event": {"patient_key": "pk-unknown"}},
+    "landing_parked_too_long": {"parked": ("unknown_patient", INGESTED_AT - dt.timedelta(days=8))},
+    "landing_parked_identity_conflicts": {"parked": ("identity_conflict", INGESTED_AT)},
 }
 
 MART_CONDITION_FAULTS: dict[str, dict[str, Any]] = {
@@ -328,6 +338,35 @@ def break_landing(con, check: Check) -> None:
         read, n = fault["quarantine"]
         file_id = add_file(con, "dosing/d1/dosing-extra.csv", "dosing", read=read, quarantined=n)
         add_quarantine(con, file_id, n, "out_of_range")
+        return
+    if "reason" in fault:
+        add_quarantine(con, files["ehr"], 2, fault["reason"])
+        return
+    if "manifest_file" in fault or "manifest_problem" in fault:
+        con.execute("INSERT INTO raw.export_manifests VALUES ('m-1', 'ehr/d1/manifest.json', 'ehr/d1', ?, "
+                    "NULL, 1, 0, 0, ?, ?, ?)", [None if "manifest_problem" in fault else INGESTED_AT,
+                                                fault.get("manifest_problem"), RUN, INGESTED_AT])
+        if "manifest_file" in fault:
+            kind, status, listed, found = fault["manifest_file"]
+            con.execute("INSERT INTO raw.export_manifest_files VALUES ('m-1', ?, 'Encounter', "
+                        "'https://ehr.example/bulk/Encounter.000.ndjson', 'ehr/d1/Encounter.000.ndjson', "
+                        "?, ?, ?, ?, ?)", [kind, listed, found, status, RUN, INGESTED_AT])
+        return
+    if "log_event" in fault:
+        spec = fault["log_event"]
+        event_id = add_event(con, files["ehr"], "encounter_integration", GOOD_PAYLOADS["run_sessions"][2],
+                             patient_key=spec.get("patient_key", "pk-1"),
+                             occurred_at=spec.get("occurred_at", T(2025, 2, 10, 10)))
+        if "recorded_at" in spec:
+            con.execute("UPDATE raw.events SET recorded_at = ? WHERE event_id = ?", [spec["recorded_at"], event_id])
+        return
+    if "parked" in fault:
+        reason, parked_at = fault["parked"]
+        con.execute("INSERT INTO raw.knowledge_cutoffs VALUES (?, ?, 'latest_ingest_time', NULL, ?, ?, ?)",
+                    [RUN, INGESTED_AT, RUN, INGESTED_AT, INGESTED_AT])
+        con.execute("INSERT INTO restricted.parked_records VALUES (?, 7, ?, 'dosing', 'ev-parked', "
+                    "'dose_administered', 'mrn', 'MRN-9', 'clinic-01', ?, ?, 'dose-9', '{}', NULL, NULL, "
+                    "?, ?, 'parked', NULL, NULL)", [files["dosing"], reason, parked_at, parked_at, parked_at, RUN])
         return
     if view == "run_files":
         spec = dict(fault.get("file", {}))

@@ -20,3 +20,11 @@
 {% macro kap_now() -%}
     (select as_of_at from {{ ref('stg_raw__knowledge_time') }})
 {%- endmacro %}
+
+
+{#- The patient key a record counts under (ours): the survivor's key when a documented chart merge
+    (Patient.link, stg_ehr__patient_merges) known at the cut-off retired this key, else the key. -#}
+{% macro kap_survivor_key(column) -%}
+    coalesce((select m.survivor_patient_key from {{ ref('stg_ehr__patient_merges') }} as m
+              where m.merged_patient_key = {{ column }}), {{ column }})
+{%- endmacro %}

@@ -73,6 +73,7 @@
     {%- if kind == 'record' -%}
     select distinct source || '|' || source_record_id from {{ events }} where ingested_at > {{ watermark }}
     {%- elif kind == 'patient' -%}
+    {%- set raw_keys -%}
     select distinct ev.patient_key
     from {{ events }} as ev
     inner join (
@@ -80,6 +81,16 @@
     ) as touched
         on touched.source = ev.source and touched.source_record_id = ev.source_record_id
     where ev.patient_key is not null
+    {%- endset -%}
+    {#- a touched key touches its chart-merge partners too (stg_ehr__patient_merges): rows move
+        between the retired and the surviving key when a link arrives -#}
+    {{ raw_keys }}
+    union
+    select m.survivor_patient_key from {{ ref('stg_ehr__patient_merges') }} as m
+    where m.merged_patient_key in ({{ raw_keys }})
+    union
+    select m.merged_patient_key from {{ ref('stg_ehr__patient_merges') }} as m
+    where m.survivor_patient_key in ({{ raw_keys }})
     {%- else -%}
     {{ exceptions.raise_compiler_error("kap_touched_keys: kind must be record or patient, got " ~ kind) }}
     {%- endif -%}

@@ -72,6 +72,8 @@ class Context:
     resource_types: tuple[str, ...] | None = None   # FHIR: build SQL only for these (None = all)
     time_zones: tuple[tuple[str, str], ...] = ()    # (clinic_id, zone): the per-clinic setting
     default_time_zone: str | None = None            # zone of a clinic without one (ingest/clocks.py)
+    known_at: object = None   # knowledge time of a record without its own: the drop's manifest
+                              # transactionTime, else (None) the ingest time (`$known_at` in SQL)
 
 
 def select_columns(expressions: dict[str, str]) -> str:

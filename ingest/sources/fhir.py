@@ -56,6 +56,7 @@ STRUCTURE = {
     # staff (Practitioner, PractitionerRole): no name is ever read
     "practitioner": _REF, "organization": {"reference": _V}, "specialty": _J, "qualification": _J,
     "active": _V,
+    "link": _J,
 }
 
 LOINC = "http://loinc.org"
@@ -289,6 +290,10 @@ def records_sql(ctx: Context) -> str:
         ("kap_bad_ts(end_raw)", "wrong_type", "'end'"),
         ("rtype = 'Patient' AND (kap_bad_ts(birth_date) OR (birth_date IS NOT NULL AND birth_year IS NULL))",
          "wrong_type", "'birthDate'"),
+        # plausibility: nobody alive was born before 1900, and nobody is born after the export
+        ("rtype = 'Patient' AND NOT retract AND birth_year IS NOT NULL AND "
+         "(birth_year < 1900 OR kap_ts(birth_date) > $ingested_at)", "out_of_range",
+         "CASE WHEN birth_year < 1900 THEN 'birthDate before 1900' ELSE 'birthDate in the future' END"),
         ("rtype = 'Patient' AND gender IS NOT NULL AND gender NOT IN ('male', 'female', 'other', 'unknown')",
          "invalid_code", "'gender'"),
         ("retract", "__ok__", "NULL"),
@@ -382,6 +387,9 @@ def records_sql(ctx: Context) -> str:
         "zip3": "nullif(left(regexp_replace(coalesce(json_extract_string(j.address, '$[0].postalCode'), ''), '[^0-9]', '', 'g'), 3), '')",
         "clinic_id": "kap_ref_id(j.managingOrganization.reference)",
         "is_deceased": "coalesce(j.deceasedBoolean = 'true', false) OR j.deceasedDateTime IS NOT NULL", "version_id": "vid",
+        # documented chart merges (Patient.link): the other chart's Patient.id
+        "replaced_by_id": "kap_ref_id(list_filter(json_extract(j.link, '$[*]'), lambda l: (l->>'$.type') = 'replaced-by')[1]->>'$.other.reference')",
+        "replaces_id": "kap_ref_id(list_filter(json_extract(j.link, '$[*]'), lambda l: (l->>'$.type') = 'replaces')[1]->>'$.other.reference')",
     }
     payload = f"""CASE
         WHEN retract THEN {_obj({"retracted_resource": "rtype", "reason": "'entered-in-error'"})}
@@ -482,8 +490,8 @@ def records_sql(ctx: Context) -> str:
         "ref_kind": "CASE WHEN rtype = 'Patient' THEN 'fhir' ELSE coalesce(kap_ref_kind(pref), CASE WHEN pref_mrn IS NOT NULL THEN 'mrn' END) END",
         "ref_value": "CASE WHEN rtype = 'Patient' THEN rid ELSE coalesce(kap_ref_value(pref), pref_mrn) END",
         "needs_patient": "rtype NOT IN ('Patient', 'Organization', 'Location', 'Practitioner', 'PractitionerRole') AND NOT (retract AND pref IS NULL AND pref_mrn IS NULL)",
-        "occurred_at": "coalesce(occurred_at, lu, $ingested_at)",
-        "recorded_at": "coalesce(lu, $ingested_at)",
+        "occurred_at": "coalesce(occurred_at, lu, $known_at)",
+        "recorded_at": "coalesce(lu, $known_at)",
         "check_time": "(occurred_at IS NOT NULL AND NOT retract)",
         "payload": payload,
         "key_fhir_id": "CASE WHEN rtype = 'Patient' AND NOT retract THEN rid END",

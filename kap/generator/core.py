@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import re
 from pathlib import Path
@@ -135,6 +136,7 @@ def generate(out_dir: Path, patients: int = 200, days: int = 180, seed: int = 42
         files.write(rel, faults.reexports[rel], header=header)
     files.close()
     counts = dict(sorted(files.counts.items()))
+    write_manifest(out / "ehr", cutoff)
     return {
         "out_dir": str(out),
         "seed": seed,
@@ -149,3 +151,21 @@ def generate(out_dir: Path, patients: int = 200, days: int = 180, seed: int = 42
         "records": sum(counts.values()),
         "faults_injected": dict(sorted(faults.counts.items())),
     }
+
+
+def write_manifest(drop: Path, transaction_time: dt.datetime) -> Path:
+    """The drop's FHIR Bulk Data `$export` manifest (`manifest.json`, docs/inputs.md): one output
+    entry per NDJSON file with its line count, `transactionTime` = the end of the generated period,
+    so "now" of a pipeline run on the drop is the export's time."""
+    outputs = []
+    for path in sorted(drop.glob("*.ndjson")):
+        with open(path, "rb") as fh:
+            count = sum(1 for line in fh if line.strip())
+        outputs.append({"type": path.name.split(".", 1)[0],
+                        "url": f"https://ehr.example/fhir/bulk/export/{path.name}", "count": count})
+    body = {"transactionTime": transaction_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "request": "https://ehr.example/fhir/$export?_type=" + ",".join(sorted({o["type"] for o in outputs})),
+            "requiresAccessToken": False, "output": outputs, "error": []}
+    target = drop / "manifest.json"
+    target.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    return target

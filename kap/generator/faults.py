@@ -24,13 +24,13 @@ from .dosing import CSV_COLUMNS
 EHR_KINDS = ("unparseable", "invalid_encoding", "not_an_object", "missing_resource_type",
              "missing_required_field", "wrong_type", "invalid_code", "missing_value", "unknown_instrument",
              "out_of_range", "unknown_patient", "future_time", "before_birth", "end_before_start",
-             "conflicting_duplicate", "duplicate_in_file")
+             "conflicting_duplicate", "duplicate_in_file", "recorded_after_ingest", "superseded_in_file")
 DOSING_KINDS = ("unparseable", "missing_required_field", "wrong_type", "invalid_code", "out_of_range",
                 "unknown_patient", "future_time", "before_birth", "end_before_start", "conflicting_duplicate",
-                "duplicate_in_file", "timestamp_without_offset", "invalid_identifier")
+                "duplicate_in_file", "timestamp_without_offset", "invalid_identifier", "unknown_clinic")
 NOTE_KINDS = ("unparseable", "invalid_encoding", "not_an_object", "missing_required_field", "wrong_type",
               "invalid_code", "unknown_patient", "future_time", "before_birth", "end_before_start",
-              "conflicting_duplicate", "duplicate_in_file")
+              "conflicting_duplicate", "duplicate_in_file", "unknown_clinic")
 _DUP_KINDS = ("conflicting_duplicate", "duplicate_in_file")
 
 # Resource types that may be made bad: clinical records. Patients, clinics and staff stay clean so one
@@ -188,6 +188,13 @@ class FaultInjector:
             return [line]
         rt = res["resourceType"]
         if rt not in _TIME_PATHS:
+            if rt == "Patient" and not self.counts["identity_conflict"]:
+                # a second chart for the same person under a new Patient.id, without a Patient.link,
+                # in a file of its own in the first export (Patient.000 and the re-exports stay as they were)
+                twin = json.loads(line)
+                twin["id"] = f"{res['id']}-dup"
+                self.reexports[f"ehr/{rt}.900.ndjson"].append(dumps(twin))
+                self.counts["identity_conflict"] += 1
             if rt == "Patient" and self.rng.random() < self.rate:
                 self._correct_ehr(res, retract=False)
             return [line]
@@ -199,6 +206,13 @@ class FaultInjector:
         self.counts[kind] += 1
         if kind == "duplicate_in_file":
             return [line, line]
+        if kind == "superseded_in_file":
+            # an exporter that drops meta and writes two versions: the later line wins at ingest
+            first, last = json.loads(line), json.loads(line)
+            first.pop("meta", None)
+            last.pop("meta", None)
+            first["language"] = "en-US"
+            return [dumps(first), dumps(last)]
         if kind == "conflicting_duplicate":
             self.reexports[f"ehr/{rt}.001.ndjson"].append(dumps(self._conflict(json.loads(line))))
             return [line]
@@ -212,7 +226,7 @@ class FaultInjector:
         rt = res["resourceType"]
         kinds = ["unparseable", "invalid_encoding", "not_an_object", "missing_resource_type",
                  "missing_required_field", "unknown_patient", "future_time", "before_birth", "wrong_type",
-                 "conflicting_duplicate", "duplicate_in_file"]
+                 "conflicting_duplicate", "duplicate_in_file", "recorded_after_ingest", "superseded_in_file"]
         if rt in _BAD_STATUS:
             kinds.append("invalid_code")
         if rt == "Observation" and "valueCodeableConcept" not in res:
@@ -298,6 +312,9 @@ class FaultInjector:
                 value = _get(r, path)
                 if isinstance(value, str):
                     _set(r, path, _with_year(value, year))
+        elif kind == "recorded_after_ingest":
+            # a broken EHR clock: last updated years after any export
+            r.setdefault("meta", {})["lastUpdated"] = "2099-01-01T00:00:00Z"
         elif kind == "end_before_start":
             period = r if rt == "Appointment" else _get(r, _PERIODS[rt])
             assert isinstance(period, dict)
@@ -401,6 +418,8 @@ class FaultInjector:
                 row[c["heart_rate_pre"]] = "400"
         elif kind == "unknown_patient":
             row[c["patient_mrn"]] = self.unknown_mrn()
+        elif kind == "unknown_clinic":
+            row[c["clinic_id"]] = "clinic-unlisted"      # no Organization/Location of the network
         elif kind in ("future_time", "before_birth"):
             year = 2099 if kind == "future_time" else ctx.birth_year - rng.randint(1, 5)
             for col in ("start_at", "end_at", "monitoring_end_at"):
@@ -473,6 +492,8 @@ class FaultInjector:
             r["session_type"] = rng.choice(("group", "dosing-room", "family"))
         elif kind == "unknown_patient":
             r["patient_mrn"] = self.unknown_mrn()
+        elif kind == "unknown_clinic":
+            r["clinic_id"] = "clinic-unlisted"          # no Organization/Location of the network
         elif kind in ("future_time", "before_birth"):
             year = 2099 if kind == "future_time" else ctx.birth_year - rng.randint(1, 5)
             r["session_start"] = _with_year(r["session_start"], year)

@@ -81,6 +81,10 @@ class CriticalCheckFailed(Exception):
             keys = ", ".join(r.failing_keys_sample) or "-"
             lines.append(f"  - {r.check_id} ({r.target}.{r.column or '*'}): {r.detail}; "
                          f"failing rows in {r.location}; sample keys: {keys}")
+            if r.target.startswith("landing.log_"):
+                from kap.quality.targets import RETRACT_HINT
+
+                lines.append(f"    these records are in the event log and block every run until cleared: {RETRACT_HINT}")
         lines.append(f"  all results: dq.check_results where run_id = '{outcome.run_id}'"
                      + (f"; report: {outcome.report}" if outcome.report else ""))
         super().__init__("\n".join(lines))

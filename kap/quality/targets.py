@@ -159,7 +159,74 @@ LANDING_VIEWS: dict[str, LandingView] = {v.name: v for v in (
     _events_view("run_notes", ("therapy_note_documented",),
                  {"note_id": _STR, "session_type": _STR, "modality": _STR, "start_at": _TS,
                   "end_at": _TS, "duration_min": _NUM, "status": _STR}),
+    LandingView(
+        "run_quarantine",
+        """
+        SELECT q.file_id, f.path, q.line_number, q.reason_code, q.detail,
+               f.path || ':' || q.line_number AS file_line
+        FROM raw.quarantine q JOIN raw.ingest_files f ON f.file_id = q.file_id
+        WHERE f.run_id = :run_id
+        """,
+        "file_line", "raw.quarantine (file, line_number) of this run's files"),
+    LandingView(
+        "run_manifest_files",
+        """
+        SELECT m.path AS manifest_path, f.kind, f.resource_type, f.path, f.listed_count, f.found_lines,
+               f.status,
+               coalesce(f.path, f.url, '?') || ' [' || f.status
+                   || CASE WHEN f.kind = 'error' THEN ': ' || coalesce(f.found_lines, 0) || ' OperationOutcome records'
+                           WHEN f.status = 'count_mismatch'
+                               THEN ': listed ' || f.listed_count || ', found ' || f.found_lines
+                           ELSE '' END || ']' AS listed_file
+        FROM raw.export_manifest_files f JOIN raw.export_manifests m USING (manifest_id)
+        WHERE f.run_id = :run_id
+        """,
+        "listed_file", "raw.export_manifest_files (manifest_id, path) recorded by this run"),
+    LandingView(
+        "run_manifests",
+        """
+        SELECT path, transaction_time, outputs_listed, errors_listed, error_records, problem,
+               path || coalesce(' [' || problem || ']', '') AS manifest
+        FROM raw.export_manifests WHERE run_id = :run_id
+        """,
+        "manifest", "raw.export_manifests (path) recorded by this run"),
+    # The log's current state, not this run's files: a condition that entered the log once keeps
+    # failing on every run until the record is corrected or retracted (RETRACT_HINT).
+    LandingView(
+        "log_current_events",
+        """
+        WITH ranked AS (
+            SELECT e.*, row_number() OVER (PARTITION BY e.source, e.source_record_id
+                                           ORDER BY e.recorded_at DESC, e.ingested_at DESC, e.event_id DESC) AS rn
+            FROM raw.events e
+        )
+        SELECT r.event_id, r.event_type, r.patient_key, r.occurred_at, r.recorded_at, r.ingested_at,
+               r.source, r.source_record_id, f.path AS file_path,
+               r.source || ' ' || r.source_record_id || ' (event ' || left(r.event_id, 12) || ', file '
+                   || coalesce(f.path, r.file_id) || ')' AS log_record
+        FROM ranked r LEFT JOIN raw.ingest_files f ON f.file_id = r.file_id
+        WHERE r.rn = 1 AND r.event_type <> 'record_retracted'
+        """,
+        "log_record", "raw.events: the latest version of each record (source, source_record_id)"),
+    LandingView(
+        "log_parked",
+        f"""
+        SELECT p.reason_code, p.source, p.parked_at, p.event_type,
+               date_diff('day', p.parked_at, (SELECT max(run_started_at) FROM raw.knowledge_cutoffs)) AS age_days,
+               coalesce(f.path, p.file_id) || ':' || p.line_number || ' [' || p.reason_code || ']' AS parked_record
+        FROM restricted.parked_records p LEFT JOIN raw.ingest_files f ON f.file_id = p.file_id
+        WHERE p.status = 'parked'
+        """,
+        "parked_record", "restricted.parked_records (file_id, line_number) with status parked"),
 )}
+
+# How to clear a critical condition that is in the log (shown with failures of log_* targets).
+RETRACT_HINT = (
+    "the event log is append-only: send the record again in the next drop, either corrected (a later "
+    "version: FHIR meta.versionId + a later meta.lastUpdated; dosing amended_at; notes amended_at) or "
+    "retracted (FHIR status or verificationStatus entered-in-error; dosing is_void=true; notes status "
+    "entered-in-error), with a knowledge time after the failing version's. The check reads the log's "
+    "current state and passes once the record's latest version is valid or retracted.")
 
 
 def mart_table(target: str) -> str | None:

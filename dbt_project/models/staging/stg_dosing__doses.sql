@@ -2,7 +2,7 @@
     row replaces the earlier one, a voided row removes the session. -#}
 select
     {{ source_key('dosing', json_text('payload', 'dosing_id')) }} as dosing_id,
-    patient_key,
+    {{ kap_survivor_key('patient_key') }} as patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'clinician_id') }} as clinician_id,
     upper({{ json_text('payload', 'route') }}) as route,

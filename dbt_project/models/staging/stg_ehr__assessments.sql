@@ -2,7 +2,7 @@
     CADSS-6, MOAA/S. scored_at is the Observation's effective time (event occurred_at). -#}
 select
     {{ source_key('Observation', json_text('payload', 'observation_id')) }} as observation_id,
-    patient_key,
+    {{ kap_survivor_key('patient_key') }} as patient_key,
     {{ source_key('Encounter', json_text('payload', 'encounter_id')) }} as encounter_id,
     lower({{ json_text('payload', 'instrument') }}) as instrument,
     {{ json_text('payload', 'code') }} as code,

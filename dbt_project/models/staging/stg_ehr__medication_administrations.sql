@@ -2,7 +2,7 @@
     (completed / in-progress). A later not-done version replaces it and it drops out here. -#}
 select
     {{ source_key('MedicationAdministration', json_text('payload', 'administration_id')) }} as administration_id,
-    patient_key,
+    {{ kap_survivor_key('patient_key') }} as patient_key,
     {{ source_key('Encounter', json_text('payload', 'encounter_id')) }} as encounter_id,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     lower({{ json_text('payload', 'drug') }}) as drug,

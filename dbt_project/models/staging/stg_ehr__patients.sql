@@ -12,14 +12,14 @@ with versions as (
         coalesce({{ json_boolean('payload', 'is_deceased') }}, false) as is_deceased,
         occurred_at,
         recorded_at,
-        row_number() over (partition by patient_key order by recorded_at desc, event_id desc) as recency
+        row_number() over (partition by {{ kap_survivor_key('patient_key') }} order by recorded_at desc, event_id desc) as recency
     from {{ ref('stg_raw__current_events') }}
     where event_type in ('patient_registered', 'patient_updated')
       and patient_key is not null
 )
 
 select
-    patient_key,
+    {{ kap_survivor_key('patient_key') }} as patient_key,
     source_record_id,
     clinic_id,
     gender,

@@ -4,7 +4,7 @@
     services) stay in the log but open no episode. -#}
 select
     {{ source_key('ServiceRequest', json_text('payload', 'referral_id')) }} as referral_id,
-    patient_key,
+    {{ kap_survivor_key('patient_key') }} as patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'status') }} as referral_status,
     {{ json_text('payload', 'code') }} as referral_code,
