@@ -172,11 +172,11 @@ def _built_nodes(settings: Settings) -> list[str]:
 
 def _build_layer_by_layer(settings: Settings) -> list[str]:
     """kap_nightly's dbt tasks, in order; the nodes each `dbt build` ran, all layers together."""
-    from kap.orchestration.tasks import DBT_LAYERS
+    from kap.orchestration.tasks import DBT_LAYERS, layer_selector
 
     ran: list[str] = []
     for layer in DBT_LAYERS:
-        transform.build(settings, select=f"path:models/{layer}", indirect_selection="buildable")
+        transform.build(settings, select=layer_selector(layer), indirect_selection="buildable")
         ran += _built_nodes(settings)
     return ran
 

@@ -95,8 +95,9 @@ def test_monitoring_flags_catch_exactly_the_sessions_that_break_their_rule(
     # the dosing log alone (with the patients it names): no EHR vitals fill in what the log lacks
     landing = tmp_path / "landing"
     (landing / "ehr").mkdir(parents=True)
-    for part in (clinic / "ehr").glob("Patient.*.ndjson"):
-        shutil.copy(part, landing / "ehr" / part.name)
+    for kind in ("Patient", "Organization", "Location"):      # the patients and clinics it names
+        for part in (clinic / "ehr").glob(f"{kind}.*.ndjson"):
+            shutil.copy(part, landing / "ehr" / part.name)
     shutil.copytree(clinic / "dosing", landing / "dosing")
     settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
     pipeline.step_ingest(landing, settings)
@@ -104,9 +105,11 @@ def test_monitoring_flags_catch_exactly_the_sessions_that_break_their_rule(
 
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         got = {dosing_id: (complete, gaps, rule) for dosing_id, complete, gaps, rule in con.execute("""
-            SELECT u.dosing_id, s.is_monitoring_complete, s.monitoring_gaps, s.monitoring_rule
+            SELECT k.source_id, s.is_monitoring_complete, s.monitoring_gaps, s.monitoring_rule
             FROM marts.dosing_safety AS s
-            JOIN intermediate.int_dose_series AS u USING (dose_key)""").fetchall()}
+            JOIN intermediate.int_dose_series AS u USING (dose_key)
+            JOIN restricted.source_record_keys AS k   -- the published dosing_id is a surrogate
+                ON k.entity = 'dosing' AND k.surrogate_id = u.dosing_id""").fetchall()}
     assert set(got) == {r["dosing_id"] for r in log_rows}
     for row in log_rows:
         gaps = expected_gaps(row)
@@ -122,8 +125,9 @@ def test_monitoring_flags_catch_exactly_the_sessions_that_break_their_rule(
 def _landing_with(clinic: Path, root: Path, header: list[str], rows: list[list[str]]) -> Path:
     (root / "ehr").mkdir(parents=True)
     (root / "dosing").mkdir()
-    for part in (clinic / "ehr").glob("Patient.*.ndjson"):
-        shutil.copy(part, root / "ehr" / part.name)
+    for kind in ("Patient", "Organization", "Location"):      # the patients and clinics it names
+        for part in (clinic / "ehr").glob(f"{kind}.*.ndjson"):
+            shutil.copy(part, root / "ehr" / part.name)
     with (root / "dosing" / "log.csv").open("w", newline="") as fh:
         csv.writer(fh).writerows([header, *rows])
     return root

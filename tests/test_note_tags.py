@@ -100,6 +100,9 @@ def test_notes_ingest_keeps_only_tags_and_never_the_text(tmp_path: Path) -> None
     (landing / "ehr" / "Patient.000.ndjson").write_text(json.dumps({
         "resourceType": "Patient", "id": "p1", "meta": {"versionId": "1", "lastUpdated": "2025-01-01T00:00:00Z"},
         "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "MRN-T1"}]}) + "\n")
+    (landing / "ehr" / "Organization.000.ndjson").write_text(json.dumps({     # the clinic the notes name
+        "resourceType": "Organization", "id": "c1", "meta": {"versionId": "1", "lastUpdated": "2025-01-01T00:00:00Z"},
+        "name": "Clinic one"}) + "\n")
     base = {"patient_mrn": "MRN-T1", "clinic_id": "c1", "therapist_id": "t1", "session_type": "integration",
             "session_start": "2025-01-11T09:00:00Z", "session_end": "2025-01-11T09:50:00Z",
             "signed_at": "2025-01-11T11:00:00Z"}

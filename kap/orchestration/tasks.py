@@ -349,6 +349,12 @@ def _bool(value: Any) -> bool:
 DBT_LAYERS = ("staging", "intermediate", "marts")
 
 
+def layer_selector(layer: str) -> str:
+    """The dbt selector of a layer: its models folder; the first layer also loads the seeds
+    (reference tables such as monitoring_protocols) that later layers read."""
+    return f"path:models/{layer}" + (" path:seeds" if layer == DBT_LAYERS[0] else "")
+
+
 def build_layer(layer: str, params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
     """`dbt build` of one layer (its models, then the data tests whose models are all built).
 
@@ -365,7 +371,7 @@ def build_layer(layer: str, params: Mapping[str, Any] | None = None, **_: Any) -
     as_of = _as_of_param(params)
     conf = settings()
     with writer_lock(conf):
-        dbt_build(conf, as_of=as_of, select=f"path:models/{layer}", indirect_selection="buildable")
+        dbt_build(conf, as_of=as_of, select=layer_selector(layer), indirect_selection="buildable")
     return {"layer": layer, "as_of": as_of}
 
 
