@@ -27,6 +27,27 @@ _MARKER = ".kap_prepared.json"
 _DBT_IGNORED_DIRS = {"target", "logs", "dbt_packages", "__pycache__"}
 
 
+def jwt_secret(settings: Settings) -> str:
+    """The secret every Airflow component of this home signs and checks task tokens with.
+
+    Made once (random, owner-only file in the Airflow home) and passed to each process: a
+    component that finds none generates its own, and the tokens the scheduler hands to task
+    processes are then refused by the API server ("Invalid auth token")."""
+    path = settings.airflow_home / ".jwt_secret"
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(64))
+    return path.read_text().strip()
+
+
 def airflow_environ(settings: Settings) -> dict[str, str]:
     """Environment variables that configure Airflow (and dbt inside it) for this KAP_HOME."""
     home = settings.airflow_home
@@ -47,6 +68,7 @@ def airflow_environ(settings: Settings) -> dict[str, str]:
         # Parsing the DAGs on a busy 2-core machine can take a few seconds.
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(settings),
         # Loopback only (make ui): no scheduler health-check server; if enabled, on 127.0.0.1.
         # The log servers, which bind every interface, are skipped by kap.orchestration.loopback.
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
