@@ -170,7 +170,7 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
         def stage(i: int):
             lf = todo[i]
             return pool.submit(_stage, cons[i % len(cons)], landing_dir, lf.path, lf.source,
-                               ingested_at, lf.problem, zones, limits,
+                               file_stamp(ingested_at, i, len(todo)), lf.problem, zones, limits,
                                export_times.get(lf.path.parent.absolute()) if lf.source == "ehr" else None)
 
         pending = [stage(i) for i in range(min(STAGE_AHEAD, len(todo)))]
@@ -184,7 +184,7 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
             try:
                 if isinstance(staged, Exception):
                     raise staged
-                result = _commit(staged, run_id, ingested_at)
+                result = _commit(staged, run_id, file_stamp(ingested_at, i, len(todo)))
             except Exception as exc:  # one bad file must not stop the others; it is retried
                 log.exception("ingest of %s failed", lf.rel_path)
                 result = FileResult(path=lf.rel_path, source=lf.source, status="failed",
@@ -202,6 +202,17 @@ def ingest_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path, run_id: st
     _after_files(con, summary, manifests, run_id, ingested_at)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def file_stamp(run_started_at: dt.datetime, i: int, n: int) -> dt.datetime:
+    """The ingest time of the run's i-th file of n: the run's start minus (n - 1 - i) microseconds.
+
+    Files of one run commit one after another, and their ingest times keep that order, so the later
+    of two versions with the same knowledge time (one resource without meta in two files of one
+    drop: both take the drop's transactionTime) is the later file's, deterministically
+    (stg_raw__current_events orders by recorded_at, then ingested_at). The last file's time is the
+    run's start, so no ingest time of a run is later than its start."""
+    return run_started_at - dt.timedelta(microseconds=n - 1 - i)
 
 
 def _after_files(con, summary: IngestSummary, manifests: list, run_id: str, ingested_at) -> None:

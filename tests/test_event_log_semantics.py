@@ -187,6 +187,51 @@ def test_a_data_quality_warning_counts_versions_superseded_in_a_file(home, tmp_p
     assert sorted(warning.failing_keys_sample) == ["ehr/Observation.000.ndjson:1", "ehr/Observation.000.ndjson:2"]
 
 
+
+@pytest.mark.parametrize("scores", [(20, 3), (3, 20)])
+@pytest.mark.parametrize("with_manifest", [True, False])
+def test_fault_7_without_meta_the_later_file_of_one_drop_wins_deterministically(home, tmp_path, scores,
+                                                                                with_manifest):
+    """One resource without meta in two files of one drop: the later file's version is current,
+    whichever event id (a content hash) is larger, and a landing warning counts it."""
+    from kap import transform
+    from kap.pipeline import step_validate
+
+    drop = tmp_path / "land" / "ehr" / "d1"
+    write_ndjson(drop / "Patient.000.ndjson", [patient("p-1", "MRN-1")])
+    write_ndjson(drop / "Observation.000.ndjson", [phq9("o-1", "p-1", scores[0]), phq9("o-2", "p-1", 5)])
+    write_ndjson(drop / "Observation.001.ndjson", [phq9("o-1", "p-1", scores[1])])
+    if with_manifest:
+        manifest_for(drop, "2025-06-01T00:00:00Z")
+    step_ingest(tmp_path / "land", home, run_id="night-1")
+    assert reasons(home) == [] and q(home, "SELECT count(*) FROM raw.events") == [(4,)]
+    transform.build(home, select="stg_raw__current_events")
+    assert q(home, "SELECT CAST(payload->>'score' AS DOUBLE) FROM staging.stg_raw__current_events "
+                   "WHERE source_record_id = 'Observation/o-1'") == [(float(scores[1]),)]
+    outcome = step_validate(home, "landing", "night-1")
+    (warning,) = [r for r in outcome.results if r.check_id == "landing_superseded_across_files"]
+    assert (warning.status, warning.severity, warning.rows_failed) == ("failed", "warning", 1)
+    assert warning.failing_keys_sample == [
+        "ehr/d1/Observation.001.ndjson over ehr/d1/Observation.000.ndjson [Observation]"]
+
+
+def test_the_files_of_one_run_are_ingested_in_order_and_never_after_the_runs_start(home, tmp_path):
+    land = tmp_path / "land"
+    write_ndjson(land / "ehr" / "Patient.000.ndjson", [patient("p-1", "MRN-1")])
+    write_ndjson(land / "ehr" / "Observation.000.ndjson", [phq9("o-1", "p-1", 4)])
+    write_ndjson(land / "ehr" / "Observation.001.ndjson", [phq9("o-2", "p-1", 5)])
+    summary = step_ingest(land, home)
+    started = dt.datetime.fromisoformat(summary.ingested_at.rstrip("Z"))
+    stamps = q(home, "SELECT path, ingested_at FROM raw.ingest_files ORDER BY ingested_at")
+    assert [p for p, _ in stamps] == ["ehr/Patient.000.ndjson", "ehr/Observation.000.ndjson",
+                                      "ehr/Observation.001.ndjson"]
+    assert len({t for _, t in stamps}) == 3 and stamps[-1][1] == started
+    assert started - stamps[0][1] < dt.timedelta(milliseconds=1)
+    # a meta-less record's knowledge time is its own file's ingest time (no manifest here)
+    assert q(home, "SELECT count(*) FROM raw.events e JOIN raw.ingest_files f USING (file_id) "
+                   "WHERE e.source_record_id LIKE 'Observation/%' "
+                   "AND (e.recorded_at <> f.ingested_at OR e.ingested_at <> f.ingested_at)") == [(0,)]
+
 # --- fault 3: "now" is not the export's time; the Bulk Data manifest ------------------------------
 
 def manifest_for(drop: Path, transaction_time: str, counts: dict[str, int] | None = None,

@@ -190,6 +190,30 @@ LANDING_VIEWS: dict[str, LandingView] = {v.name: v for v in (
         FROM raw.export_manifests WHERE run_id = :run_id
         """,
         "manifest", "raw.export_manifests (path) recorded by this run"),
+    # One resource in two files of this run's drops, each version without a knowledge time of its
+    # own (no meta.lastUpdated: it took its drop's transactionTime or its file's ingest time): the
+    # later file's version won (ingest.loader.file_stamp). Keyed by the files, never by record ids.
+    LandingView(
+        "run_versions_across_files",
+        """
+        WITH files AS (
+            SELECT file_id, path, ingested_at, regexp_replace(path, '/[^/]*$', '') AS drop_folder
+            FROM raw.ingest_files WHERE run_id = :run_id AND source = 'ehr' AND status = 'ingested'
+        ), exports AS (
+            SELECT drop_folder, max(transaction_time) AS transaction_time
+            FROM raw.export_manifests WHERE transaction_time IS NOT NULL GROUP BY drop_folder
+        ), without_meta AS (
+            SELECT e.source_record_id, f.path, f.ingested_at
+            FROM raw.events e JOIN files f USING (file_id) LEFT JOIN exports x USING (drop_folder)
+            WHERE e.recorded_at = f.ingested_at OR e.recorded_at = x.transaction_time
+        )
+        SELECT split_part(source_record_id, '/', 1) AS resource_type, count(*) AS versions,
+               count(DISTINCT path) AS files,
+               arg_max(path, ingested_at) || ' over ' || arg_min(path, ingested_at)
+                   || ' [' || split_part(source_record_id, '/', 1) || ']' AS later_file_won
+        FROM without_meta GROUP BY source_record_id HAVING count(DISTINCT path) > 1
+        """,
+        "later_file_won", "raw.events of this run's EHR files: one resource, two versions without meta"),
     # The log's current state, not this run's files: a condition that entered the log once keeps
     # failing on every run until the record is corrected or retracted (RETRACT_HINT).
     LandingView(
