@@ -52,6 +52,30 @@ def assign_keys(con: duckdb.DuckDBPyConnection, candidates: str, file_id: str, n
     return after - before
 
 
+def merge_chains_sql(more_links: str | None = None) -> str:
+    """Two CTEs for a `WITH RECURSIVE` clause: `links(retired_id, survivor_id)`, the documented chart
+    merges (Patient.link `replaced-by` on the retired chart, `replaces` on the survivor; by Patient.id)
+    in the log, plus the rows of `more_links` (a SELECT of the same two columns); and
+    `retired(survivor_id, retired_id, depth)`: every chart a survivor took over, through chains
+    (A replaced-by B, then B replaced-by C: C retires B and A). UNION stops on cycles."""
+    extra = f"\n            UNION ALL{more_links}" if more_links else ""
+    return f"""links AS (
+            SELECT source_record_id[9:] AS retired_id, payload->>'replaced_by_id' AS survivor_id
+            FROM raw.events WHERE event_type IN ('patient_registered', 'patient_updated')
+              AND payload->>'replaced_by_id' IS NOT NULL
+            UNION ALL
+            SELECT payload->>'replaces_id', source_record_id[9:]
+            FROM raw.events WHERE event_type IN ('patient_registered', 'patient_updated')
+              AND payload->>'replaces_id' IS NOT NULL{extra}
+        ), retired(survivor_id, retired_id, depth) AS (
+            SELECT survivor_id, retired_id, 1 FROM links WHERE retired_id IS NOT NULL AND survivor_id IS NOT NULL
+            UNION
+            SELECT r.survivor_id, l.retired_id, r.depth + 1
+            FROM retired r JOIN links l ON l.survivor_id = r.retired_id
+            WHERE r.depth < 32 AND l.retired_id <> r.survivor_id
+        )"""
+
+
 def find_conflicts(con: duckdb.DuckDBPyConnection, records: str | None = "_kap_rec") -> int:
     """Fill temp table `_kap_conflicts(line_number, detail)`: the Patient records of `records` whose
     identity collides with a known patient, which must never be merged into one key (docs/inputs.md,
@@ -70,21 +94,16 @@ def find_conflicts(con: duckdb.DuckDBPyConnection, records: str | None = "_kap_r
         return 0
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _kap_conflicts AS
-        WITH c AS (
+        WITH RECURSIVE c AS (
             SELECT line_number, key_fhir_id AS fhir_id, key_mrn AS mrn,
                    payload->>'replaces_id' AS replaces_id
             FROM {records} WHERE reason IS NULL AND NOT ignored AND key_fhir_id IS NOT NULL
-        ), links AS (
-            -- documented merges: (retired Patient.id, surviving Patient.id), from the log and the file
-            SELECT source_record_id[9:] AS retired_id, payload->>'replaced_by_id' AS survivor_id
-            FROM raw.events WHERE event_type IN ('patient_registered', 'patient_updated')
-              AND payload->>'replaced_by_id' IS NOT NULL
-            UNION ALL
+        ), {merge_chains_sql(f'''
             SELECT key_fhir_id, payload->>'replaced_by_id' FROM {records}
             WHERE reason IS NULL AND key_fhir_id IS NOT NULL AND payload->>'replaced_by_id' IS NOT NULL
             UNION ALL
-            SELECT replaces_id, fhir_id FROM c WHERE replaces_id IS NOT NULL
-        ), firsts AS (
+            SELECT replaces_id, fhir_id FROM c WHERE replaces_id IS NOT NULL''')},
+        firsts AS (
             -- within the file: the first line of each Patient.id and of each MRN claims it
             SELECT *,
                    min(line_number) OVER (PARTITION BY mrn) AS mrn_first_line,
@@ -99,8 +118,8 @@ def find_conflicts(con: duckdb.DuckDBPyConnection, records: str | None = "_kap_r
             LEFT JOIN restricted.patient_keys kf ON kf.id_system = 'fhir' AND kf.id_value = f.fhir_id
             LEFT JOIN restricted.patient_keys km ON km.id_system = 'mrn' AND km.id_value = f.mrn
         ), judged AS (
-            SELECT k.*, (id_key IS NULL AND mrn_key IS NOT NULL AND EXISTS (
-                SELECT 1 FROM links l JOIN restricted.patient_keys r
+            SELECT k.*, (mrn_key IS NOT NULL AND mrn_key IS DISTINCT FROM id_key AND EXISTS (
+                SELECT 1 FROM retired l JOIN restricted.patient_keys r
                     ON r.id_system = 'fhir' AND r.id_value = l.retired_id
                 WHERE l.survivor_id = k.fhir_id AND r.patient_key = k.mrn_key)) AS is_merge
             FROM known k

@@ -145,10 +145,13 @@ CREATE TABLE IF NOT EXISTS restricted.parked_records (
     key_mrn           VARCHAR,
     parked_at         TIMESTAMP NOT NULL,
     parked_by_run     VARCHAR,
-    status            VARCHAR NOT NULL,     -- parked | released | superseded
-    released_at       TIMESTAMP,
-    released_by_run   VARCHAR
+    status            VARCHAR NOT NULL,     -- parked | released | superseded | rejected
+    released_at       TIMESTAMP,            -- when it was closed (released, superseded or rejected)
+    released_by_run   VARCHAR,
+    closed_detail     VARCHAR               -- why a record was superseded or rejected when it resolved
 );
+-- warehouses made before closed_detail existed
+ALTER TABLE restricted.parked_records ADD COLUMN IF NOT EXISTS closed_detail VARCHAR;
 """
 
 # Source record ids -> the surrogate keys the marts carry instead (dbt macro source_key: the same

@@ -28,6 +28,7 @@ EXPECTED = {
     "care_team_outcomes_bands_assessed_only_and_complementary_suppression",
     "integration_outcomes_complementary_suppression",
     "adverse_event_tags_only_within_72h_after_a_dose",
+    "patient_merges_resolve_chains_to_the_last_survivor",
 }
 
 

@@ -405,14 +405,14 @@ def test_fault_5_a_dose_and_a_note_whose_patient_arrives_later_are_released(home
         ("dosing/dosing.000.csv", 3, "unknown_patient", "parked"),
         ("ehr/Observation.000.ndjson", 1, "unknown_patient", "parked"),
         ("notes/notes.000.jsonl", 1, "unknown_patient", "parked")]
-    assert first.parked == {"released": 0, "superseded": 0, "still_parked": {"unknown_patient": 3}}
+    assert first.parked == {"released": 0, "superseded": 0, "rejected": 0, "still_parked": {"unknown_patient": 3}}
     dosing = next(f for f in first.files if f.path == "dosing/dosing.000.csv")
     assert (dosing.records_read, dosing.records_accepted, dosing.records_quarantined) == (2, 1, 1)
 
     # night 2: the patient arrives; the three parked records come back with their own knowledge time
     write_ndjson(night2 / "ehr" / "Patient.000.ndjson", [patient("p-2", "MRN-2")])
     second = step_ingest(night2, home, run_id="night-2")
-    assert second.parked == {"released": 3, "superseded": 0, "still_parked": {}}
+    assert second.parked == {"released": 3, "superseded": 0, "rejected": 0, "still_parked": {}}
     assert [(p, n, s, by) for p, n, _, s, by in parked(home)] == [
         ("dosing/dosing.000.csv", 3, "released", "night-2"),
         ("ehr/Observation.000.ndjson", 1, "released", "night-2"),
@@ -458,7 +458,7 @@ def test_a_parked_record_resent_after_its_patient_arrived_is_superseded_not_doub
     write_ndjson(night2 / "ehr" / "Patient.000.ndjson", [patient("p-2", "MRN-2")])
     write_lines(night2 / "dosing" / "dosing.resent.csv", rows + [dose_row("d-3", "MRN-2")])
     summary = step_ingest(night2, home)
-    assert summary.parked == {"released": 0, "superseded": 1, "still_parked": {}}
+    assert summary.parked == {"released": 0, "superseded": 1, "rejected": 0, "still_parked": {}}
     assert q(home, "SELECT count(*) FROM raw.events WHERE source_record_id = 'd-2'") == [(1,)]
 
 
@@ -614,3 +614,139 @@ def test_a_documented_merge_joins_two_charts_from_the_time_the_link_was_recorded
     transform.build(home, select=select, as_of="2025-05-20T00:00:00")
     assert q(home, "SELECT count(*) FROM staging.stg_ehr__patient_merges") == [(0,)]
     assert q(home, "SELECT patient_key FROM staging.stg_ehr__assessments") == [(k[("fhir", "p-old")],)]
+
+
+def test_a_merge_chain_keeps_every_chart_under_the_last_survivor(home, tmp_path):
+    """A is retired into B, later B into C (each with both Patient.link sides): C carries the MRN
+    without an identity conflict, and all three charts' records count under C's key."""
+    from kap import transform
+
+    nights = [tmp_path / f"n{i}" for i in range(3)]
+    write_ndjson(nights[0] / "ehr" / "Patient.000.ndjson", [patient("p-a", "MRN-1")])
+    write_ndjson(nights[0] / "ehr" / "Observation.000.ndjson", [phq9("o-a", "p-a", 20, updated="2025-05-02T10:00:00Z")])
+    for night, (old, new, at) in zip(nights[1:], [("p-a", "p-b", "2025-06-01T08:00:00Z"),
+                                                 ("p-b", "p-c", "2025-07-01T08:00:00Z")]):
+        write_ndjson(night / "ehr" / "Patient.000.ndjson", [
+            patient(new, "MRN-1", updated=at, link=[{"other": {"reference": f"Patient/{old}"}, "type": "replaces"}]),
+            patient(old, "MRN-1", version="2", updated=at, active=False,
+                    link=[{"other": {"reference": f"Patient/{new}"}, "type": "replaced-by"}])])
+        write_ndjson(night / "ehr" / "Observation.000.ndjson",
+                     [phq9(f"o-{new}", new, 12, when=at.replace("08:00", "09:00"), updated=at.replace("08:00", "10:00"))])
+    for night in nights:
+        step_ingest(night, home)
+    assert parked(home) == [] and reasons(home) == []
+    k = keys(home)
+    assert len({k[("fhir", "p-a")], k[("fhir", "p-b")], k[("fhir", "p-c")]}) == 3
+
+    select = "stg_raw__current_events stg_raw__knowledge_time stg_ehr__patient_merges stg_ehr__patients stg_ehr__assessments"
+    transform.build(home, select=select)
+    assert q(home, "SELECT DISTINCT patient_key FROM staging.stg_ehr__assessments") == [(k[("fhir", "p-c")],)]
+    assert q(home, "SELECT count(*) FROM staging.stg_ehr__patients") == [(1,)]
+    # as of between the two merges: A and B are one patient (B), C is not known yet
+    transform.build(home, select=select, as_of="2025-06-15T00:00:00")
+    assert q(home, "SELECT DISTINCT patient_key FROM staging.stg_ehr__assessments") == [(k[("fhir", "p-b")],)]
+
+
+def test_an_identity_conflict_is_released_when_a_later_link_explains_it(home, tmp_path):
+    """p-b arrives with p-a's MRN and no link: parked, with its observation. A night later the EHR
+    sends p-a retired into p-b (Patient.link replaced-by on the retired chart only): p-b is keyed
+    on its own and released, its observation follows, and both charts count under p-b."""
+    from kap import transform
+
+    night1, night2, night3 = tmp_path / "n1", tmp_path / "n2", tmp_path / "n3"
+    write_ndjson(night1 / "ehr" / "Patient.000.ndjson", [patient("p-a", "MRN-1")])
+    step_ingest(night1, home)
+    write_ndjson(night2 / "ehr" / "Patient.000.ndjson", [patient("p-b", "MRN-1", updated="2025-05-10T08:00:00Z")])
+    write_ndjson(night2 / "ehr" / "Observation.000.ndjson", [phq9("o-b", "p-b", 9, updated="2025-05-10T10:00:00Z")])
+    step_ingest(night2, home)
+    assert [(p, r, s) for p, _, r, s, _ in parked(home)] == [("ehr/Observation.000.ndjson", "unknown_patient", "parked"),
+                                                             ("ehr/Patient.000.ndjson", "identity_conflict", "parked")]
+    write_ndjson(night3 / "ehr" / "Patient.000.ndjson", [
+        patient("p-a", "MRN-1", version="2", updated="2025-05-20T08:00:00Z", active=False,
+                link=[{"other": {"reference": "Patient/p-b"}, "type": "replaced-by"}])])
+    summary = step_ingest(night3, home, run_id="night-3")
+    assert summary.parked == {"released": 2, "superseded": 0, "rejected": 0, "still_parked": {}}
+    assert [(p, s, by) for p, _, _, s, by in parked(home)] == [("ehr/Observation.000.ndjson", "released", "night-3"),
+                                                               ("ehr/Patient.000.ndjson", "released", "night-3")]
+    k = keys(home)
+    assert k[("fhir", "p-b")] != k[("fhir", "p-a")] == k[("mrn", "MRN-1")]
+    transform.build(home, select="stg_raw__current_events stg_raw__knowledge_time stg_ehr__patient_merges stg_ehr__patients")
+    assert q(home, "SELECT patient_key, birth_year FROM staging.stg_ehr__patients") == [(k[("fhir", "p-b")], 1980)]
+
+
+def test_an_identity_conflict_corrected_by_a_later_version_is_closed_not_released(home, tmp_path):
+    night1, night2, night3 = tmp_path / "n1", tmp_path / "n2", tmp_path / "n3"
+    write_ndjson(night1 / "ehr" / "Patient.000.ndjson", [patient("p-a", "MRN-1")])
+    step_ingest(night1, home)
+    write_ndjson(night2 / "ehr" / "Patient.000.ndjson", [patient("p-b", "MRN-1", updated="2025-05-10T08:00:00Z")])
+    step_ingest(night2, home)
+    # the EHR fixes p-b's MRN: the new version is keyed; the conflicting one is closed, never logged
+    write_ndjson(night3 / "ehr" / "Patient.000.ndjson", [patient("p-b", "MRN-7", version="2",
+                                                                 updated="2025-05-11T08:00:00Z")])
+    summary = step_ingest(night3, home)
+    assert summary.parked["superseded"] == 1 and summary.parked["still_parked"] == {}
+    assert [s for _, _, _, s, _ in parked(home)] == ["superseded"]
+    k = keys(home)
+    assert k[("fhir", "p-b")] == k[("mrn", "MRN-7")] != k[("mrn", "MRN-1")]
+    assert q(home, "SELECT count(*) FROM raw.events WHERE source_record_id = 'Patient/p-b'") == [(1,)]
+
+
+def test_a_released_record_before_its_patients_birth_is_rejected_not_logged(home, tmp_path):
+    """A dose that arrives before its patient is parked; the patient then turns out to be born after
+    the dose's year: the same before_birth rule ingest applies, applied on release."""
+    from kap.pipeline import step_validate
+
+    night1, night2 = tmp_path / "n1", tmp_path / "n2"
+    write_ndjson(night1 / "ehr" / "Organization.000.ndjson", [organization()])
+    write_lines(night1 / "dosing" / "dosing.000.csv", [DOSING_HEADER,
+                                                       dose_row("d-1", "MRN-2", start="2019-05-05T09:10:00Z"),
+                                                       dose_row("d-2", "MRN-2")])
+    step_ingest(night1, home)
+    write_ndjson(night2 / "ehr" / "Patient.000.ndjson", [patient("p-2", "MRN-2", birth="2020-02-02")])
+    summary = step_ingest(night2, home, run_id="night-2")
+    assert summary.parked == {"released": 1, "superseded": 0, "rejected": 1, "still_parked": {}}
+    assert q(home, """SELECT line_number, status, closed_detail FROM restricted.parked_records
+                      ORDER BY line_number""") == [
+        (2, "rejected", "before_birth: occurred in 2019, before birth year 2020"), (3, "released", None)]
+    assert q(home, "SELECT source_record_id FROM raw.events WHERE source = 'dosing'") == [("d-2",)]
+    outcome = step_validate(home, "landing", "night-2")
+    (warning,) = [r for r in outcome.results if r.check_id == "landing_parked_rejected"]
+    assert (warning.status, warning.rows_failed, warning.failing_keys_sample) == (
+        "failed", 1, ["dosing/dosing.000.csv:2 [before_birth]"])
+
+
+def test_an_encounter_whose_episode_arrives_later_takes_that_episode(home, tmp_path):
+    """Episode references need no parking: an Encounter naming an EpisodeOfCare that has not
+    arrived is accepted into the log (nothing it needs is missing), and the marts resolve the
+    reference at build time, so the episode that arrives later is the one it counts under."""
+    from kap import transform
+
+    night1, night2 = tmp_path / "n1", tmp_path / "n2"
+    enc = {"resourceType": "Encounter", "id": "e-1", "status": "finished",
+           "meta": {"versionId": "1", "lastUpdated": "2025-05-06T12:00:00Z"},
+           "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+           "type": [{"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "90837"}]}],
+           "subject": {"reference": "Patient/p-1"}, "episodeOfCare": [{"reference": "EpisodeOfCare/ep-2"}],
+           "serviceProvider": {"reference": "Organization/clinic-01"},
+           "period": {"start": "2025-05-06T10:00:00Z", "end": "2025-05-06T10:50:00Z"}}
+
+    def episode(eid: str, start: str, updated: str) -> dict:
+        return {"resourceType": "EpisodeOfCare", "id": eid, "status": "active",
+                "meta": {"versionId": "1", "lastUpdated": updated},
+                "type": [{"coding": [{"system": "http://snomed.info/sct", "code": "1255581000"}]}],
+                "patient": {"reference": "Patient/p-1"}, "managingOrganization": {"reference": "Organization/clinic-01"},
+                "period": {"start": start}}
+
+    write_ndjson(night1 / "ehr" / "Organization.000.ndjson", [organization()])
+    write_ndjson(night1 / "ehr" / "Patient.000.ndjson", [patient("p-1", "MRN-1")])
+    write_ndjson(night1 / "ehr" / "EpisodeOfCare.000.ndjson", [episode("ep-1", "2025-05-01", "2025-05-01T08:00:00Z")])
+    write_ndjson(night1 / "ehr" / "Encounter.000.ndjson", [enc])
+    step_ingest(night1, home)
+    assert reasons(home) == [] and parked(home) == []
+    write_ndjson(night2 / "ehr" / "EpisodeOfCare.000.ndjson", [episode("ep-2", "2025-05-03", "2025-05-07T08:00:00Z")])
+    step_ingest(night2, home)
+    transform.build(home)
+    (episode_key,) = q(home, "SELECT episode_key FROM marts.therapy_sessions")[0]
+    assert q(home, "SELECT source_episode_id = (SELECT episode_id FROM staging.stg_ehr__episodes "
+                   "WHERE start_at >= TIMESTAMP '2025-05-03') FROM intermediate.int_patient_episodes "
+                   "WHERE episode_key = ?", [episode_key]) == [(True,)]

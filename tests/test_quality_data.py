@@ -271,6 +271,8 @@ LANDING_CONDITION_FAULTS: dict[str, dict[str, Any]] = {
     "landing_log_patient_known": {"log_event": {"patient_key": "pk-unknown"}},
     "landing_parked_too_long": {"parked": ("unknown_patient", INGESTED_AT - dt.timedelta(days=8))},
     "landing_parked_identity_conflicts": {"parked": ("identity_conflict", INGESTED_AT)},
+    "landing_parked_rejected": {"parked": ("unknown_patient", INGESTED_AT, "rejected")},
+    "landing_superseded_across_files": {"across_files": True},
 }
 
 MART_CONDITION_FAULTS: dict[str, dict[str, Any]] = {
@@ -361,12 +363,22 @@ def break_landing(con, check: Check) -> None:
             con.execute("UPDATE raw.events SET recorded_at = ? WHERE event_id = ?", [spec["recorded_at"], event_id])
         return
     if "parked" in fault:
-        reason, parked_at = fault["parked"]
+        reason, parked_at, *status = fault["parked"]
+        status = status[0] if status else "parked"
+        closed = (INGESTED_AT, RUN, "before_birth: occurred in 1970, before birth year 1980") \
+            if status != "parked" else (None, None, None)
         con.execute("INSERT INTO raw.knowledge_cutoffs VALUES (?, ?, 'latest_ingest_time', NULL, ?, ?, ?)",
                     [RUN, INGESTED_AT, RUN, INGESTED_AT, INGESTED_AT])
         con.execute("INSERT INTO restricted.parked_records VALUES (?, 7, ?, 'dosing', 'ev-parked', "
                     "'dose_administered', 'mrn', 'MRN-9', 'clinic-01', ?, ?, 'dose-9', '{}', NULL, NULL, "
-                    "?, ?, 'parked', NULL, NULL)", [files["dosing"], reason, parked_at, parked_at, parked_at, RUN])
+                    "?, ?, ?, ?, ?, ?)", [files["dosing"], reason, parked_at, parked_at, parked_at, RUN, status, *closed])
+        return
+    if "across_files" in fault:
+        # one resource without meta in two files of this run: both versions took the files' ingest time
+        for n in (1, 2):
+            file_id = add_file(con, f"ehr/d1/Observation.00{n}.ndjson", "ehr", read=1)
+            con.execute("INSERT INTO raw.events VALUES (?, 'assessment_scored', 'pk-1', ?, ?, ?, 'ehr', ?, "
+                        "'Observation/o-9', '{}')", [f"ev-across-{n}", INGESTED_AT, INGESTED_AT, INGESTED_AT, file_id])
         return
     if view == "run_files":
         spec = dict(fault.get("file", {}))

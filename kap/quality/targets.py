@@ -214,6 +214,18 @@ LANDING_VIEWS: dict[str, LandingView] = {v.name: v for v in (
         FROM without_meta GROUP BY source_record_id HAVING count(DISTINCT path) > 1
         """,
         "later_file_won", "raw.events of this run's EHR files: one resource, two versions without meta"),
+    # Parked records this run found resolvable but rejected (a late-arriving record that happened
+    # before its patient's birth year): what ingest quarantines as before_birth.
+    LandingView(
+        "run_parked_rejected",
+        """
+        SELECT p.reason_code, p.status, p.closed_detail,
+               coalesce(f.path, p.file_id) || ':' || p.line_number || ' ['
+                   || split_part(p.closed_detail, ':', 1) || ']' AS closed_record
+        FROM restricted.parked_records p LEFT JOIN raw.ingest_files f ON f.file_id = p.file_id
+        WHERE p.released_by_run = :run_id AND p.status = 'rejected'
+        """,
+        "closed_record", "restricted.parked_records (file_id, line_number) rejected by this run"),
     # The log's current state, not this run's files: a condition that entered the log once keeps
     # failing on every run until the record is corrected or retracted (RETRACT_HINT).
     LandingView(

@@ -1,9 +1,12 @@
 {#- Grain: one row per merged patient_key (ours). The merge map of documented chart merges: an EHR
     that merges two charts sends Patient.link `replaced-by` on the retired chart and/or `replaces` on
-    the survivor. From the time the link version was recorded, the retired chart's records count
-    under the survivor's key (macro kap_survivor_key, used by every staging model); an as-of build
-    before that time does not know the link and shows both patients apart. The event log is never
-    rewritten. One level: a survivor that is itself merged later is mapped by its own row. -#}
+    the survivor. From the time the link was recorded, the retired chart's records count under the
+    survivor's key (macro kap_survivor_key, used by every staging model); an as-of build before that
+    time does not know the link and shows both patients apart. The event log is never rewritten.
+    Chains resolve to the last survivor: A replaced-by B, then B replaced-by C, maps A and B to C
+    (up to kap_merge_chain_depth links). A cycle (A replaced-by B, B replaced-by A) names no
+    survivor: its charts stay apart. -#}
+{%- set depth = var('kap_merge_chain_depth', 8) -%}
 with patient_versions as (
     select
         patient_key,
@@ -50,6 +53,37 @@ ranked as (
         ) as link_rank
     from links
     where merged_patient_key <> survivor_patient_key
+),
+
+direct as (
+    select merged_patient_key, survivor_patient_key, link_type, merged_at
+    from ranked
+    where link_rank = 1
+),
+
+hop_0 as (
+    select merged_patient_key, survivor_patient_key, link_type, merged_at
+    from direct
+),
+{% for i in range(1, depth + 1) %}
+hop_{{ i }} as (
+    -- one more link: a survivor that was itself retired hands its records on
+    select
+        h.merged_patient_key,
+        coalesce(d.survivor_patient_key, h.survivor_patient_key) as survivor_patient_key,
+        h.link_type,
+        h.merged_at
+    from hop_{{ i - 1 }} as h
+    left join direct as d on d.merged_patient_key = h.survivor_patient_key
+),
+{% endfor %}
+
+resolved as (
+    select h.*
+    from hop_{{ depth }} as h
+    -- still retired after every hop: a cycle (or a chain longer than the depth)
+    where h.survivor_patient_key <> h.merged_patient_key
+      and not exists (select 1 from direct as d where d.merged_patient_key = h.survivor_patient_key)
 )
 
 select
@@ -57,5 +91,4 @@ select
     survivor_patient_key,
     link_type,
     merged_at
-from ranked
-where link_rank = 1
+from resolved
