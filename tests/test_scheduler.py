@@ -12,35 +12,19 @@ scheduler queues every task and the LocalExecutor runs each in its own task proc
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from kap.orchestration.standalone import StandaloneAirflow
 from kap.settings import Settings
-from test_dags import NEVER_EMPTY, PUBLISHED_TABLES
+from test_dags import NEVER_EMPTY, PUBLISHED_TABLES, _sha256, _tables
 
 pytestmark = [pytest.mark.slow, pytest.mark.scheduler]
 
 DAG_ID = "kap_nightly"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _tables(path: Path) -> dict[str, int]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        names = [r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'main'").fetchall()]
-        return {name: con.execute(f'select count(*) from "{name}"').fetchone()[0] for name in names}
-    finally:
-        con.close()
 
 
 def _drop_dosing_csv_without(landing: Path, column: str) -> Path:
