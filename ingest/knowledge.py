@@ -27,7 +27,8 @@ def record_cutoff(con: duckdb.DuckDBPyConnection, run_id: str, run_started_at: d
 
     Candidates, in order: the latest `transactionTime` among the manifests of the latest run that
     accepted records (a drop's export time); else that run's latest ingest time of a file with
-    accepted records; else the previous cutoff; else NULL (nothing received yet). Capped at the
+    accepted records; else the previous cutoff; else NULL (nothing received yet). Never earlier
+    than the previous cutoff (a backfilled old drop does not move "now" back), and capped at the
     run's start, so a manifest dated in the future cannot move "now" past it.
     """
     row = con.execute("""
@@ -59,6 +60,12 @@ def record_cutoff(con: duckdb.DuckDBPyConnection, run_id: str, run_started_at: d
             (SELECT run_id FROM latest_run) AS basis_run_id
     """).fetchone()
     basis, candidate, manifest_path, basis_run = row
+    previous = con.execute("SELECT cutoff_at FROM raw.knowledge_cutoffs "
+                           "ORDER BY recorded_at DESC, run_id DESC LIMIT 1").fetchone()
+    if previous and previous[0] is not None and candidate is not None and candidate < previous[0]:
+        # what was received stays received: a drop exported earlier than the last one (a backfill)
+        # never moves "now" back
+        basis, candidate, manifest_path = "previous_cutoff", previous[0], None
     cutoff = None if candidate is None else min(candidate, run_started_at)
     if candidate is not None and candidate > run_started_at:
         basis = f"{basis}_capped_at_run_start"

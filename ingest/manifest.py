@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import json
 import logging
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -31,10 +32,18 @@ from urllib.parse import urlparse
 import duckdb
 
 from ingest import knowledge
+from ingest.limits import DEFAULT as DEFAULT_LIMITS
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+#: A manifest lists files; a few kB per hundred parts. Anything larger is not read.
+MAX_MANIFEST_BYTES = 16 << 20
+#: Bulk Data is younger than this; an earlier transactionTime (1970-01-01, 0001-01-01: defaults
+#: of a broken exporter) would move "now" decades back.
+EARLIEST_TRANSACTION_TIME = dt.datetime(2000, 1, 1)
+#: Counts that fit the BIGINT columns; a larger "count" is not a count.
+_MAX_COUNT = (1 << 63) - 1
 
 
 @dataclass
@@ -45,7 +54,7 @@ class ListedFile:
     path: str | None                # relative to the landing folder
     listed_count: int | None
     found_lines: int | None = None
-    status: str = "ok"              # ok | missing | count_mismatch | errors_reported
+    status: str = "ok"              # ok | missing | count_mismatch | errors_reported | unreadable
 
 
 @dataclass
@@ -100,33 +109,62 @@ def _parse_time(value) -> dt.datetime | None:
     return t.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def _count_lines(path: Path) -> int:
-    """Non-blank lines of an NDJSON file (gzip by name), counted by DuckDB or in C-speed chunks."""
-    if not path.name.endswith(".gz"):
-        con = duckdb.connect()
-        try:
-            return con.execute(r"""
-                SELECT count(*) FROM (SELECT unnest(string_split(content, chr(10))) AS l FROM read_text(?))
-                WHERE NOT regexp_matches(l, '^[\s\x{FEFF}]*$')""", [str(path)]).fetchone()[0]
-        except duckdb.Error:      # not UTF-8 throughout: count the bytes' lines instead
-            pass
-        finally:
-            con.close()
-    data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+def _count_lines(path: Path) -> int | None:
+    """Non-blank lines of an NDJSON file (gzip by name), counted by DuckDB or in C-speed chunks.
+    None when a gzip file is corrupt or decompresses past the ingest limit (ingest.limits): the
+    file itself is then rejected at ingest, and the manifest must not decompress it either."""
+    if path.name.endswith(".gz"):
+        return _count_gzip_lines(path)
+    con = duckdb.connect()
+    try:
+        return con.execute(r"""
+            SELECT count(*) FROM (SELECT unnest(string_split(content, chr(10))) AS l FROM read_text(?))
+            WHERE NOT regexp_matches(l, '^[\s\x{FEFF}]*$')""", [str(path)]).fetchone()[0]
+    except duckdb.Error:      # not UTF-8 throughout: count the bytes' lines instead
+        pass
+    finally:
+        con.close()
+    data = path.read_bytes()
     return sum(1 for line in data.split(b"\n") if line.strip(b" \t\r\xef\xbb\xbf"))
+
+
+def _count_gzip_lines(path: Path) -> int | None:
+    allowed, _ = DEFAULT_LIMITS.allowed_decompressed(path.stat().st_size)
+    count, seen, tail = 0, 0, b""
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                seen += len(chunk)
+                if seen > allowed:
+                    return None
+                lines = (tail + chunk).split(b"\n")
+                tail = lines.pop()
+                count += sum(1 for line in lines if line.strip(b" \t\r\xef\xbb\xbf"))
+    except (OSError, EOFError, zlib.error):
+        return None
+    return count + (1 if tail.strip(b" \t\r\xef\xbb\xbf") else 0)
 
 
 def read(path: Path, landing_dir: Path, ingested_at: dt.datetime) -> Manifest:
     """Parse one manifest and check its listed files against the drop folder."""
     landing_dir = Path(landing_dir)
-    data = path.read_bytes()
     rel = path.relative_to(landing_dir).as_posix()
     drop = path.parent
+    if path.is_symlink():       # never read outside the landing folder, as for landing files
+        return Manifest(manifest_id=hashlib.sha256(rel.encode()).hexdigest(), path=rel,
+                        drop_folder=drop.relative_to(landing_dir).as_posix(),
+                        problem="a symbolic link: not followed")
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        return Manifest(manifest_id=hashlib.sha256(f"{rel}|{size}".encode()).hexdigest(), path=rel,
+                        drop_folder=drop.relative_to(landing_dir).as_posix(),
+                        problem=f"{size} bytes, over the {MAX_MANIFEST_BYTES} bytes a manifest may have: not read")
+    data = path.read_bytes()
     m = Manifest(manifest_id=hashlib.sha256(data).hexdigest(), path=rel,
                  drop_folder=drop.relative_to(landing_dir).as_posix())
     try:
         body = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         m.problem = f"not valid JSON: {type(exc).__name__}"
         return m
     if not isinstance(body, dict):
@@ -136,6 +174,9 @@ def read(path: Path, landing_dir: Path, ingested_at: dt.datetime) -> Manifest:
     m.request = body.get("request") if isinstance(body.get("request"), str) else None
     if m.transaction_time is None:
         m.problem = "transactionTime missing or not an instant"
+    elif m.transaction_time < EARLIEST_TRANSACTION_TIME:
+        m.problem = (f"transactionTime {_iso(m.transaction_time)} is before "
+                     f"{_iso(EARLIEST_TRANSACTION_TIME)}: implausible, not used")
     elif m.transaction_time > ingested_at + knowledge.CLOCK_SKEW:
         m.problem = (f"transactionTime {_iso(m.transaction_time)} is after the ingest time "
                      f"{_iso(ingested_at)} + {knowledge.CLOCK_SKEW}: not used")
@@ -151,13 +192,16 @@ def read(path: Path, landing_dir: Path, ingested_at: dt.datetime) -> Manifest:
             count = entry.get("count")
             listed = ListedFile(kind, entry.get("type") if isinstance(entry.get("type"), str) else None, url,
                                 (drop / name).relative_to(landing_dir).as_posix() if name else None,
-                                count if isinstance(count, int) and not isinstance(count, bool) else None)
+                                count if isinstance(count, int) and not isinstance(count, bool)
+                                and 0 <= count <= _MAX_COUNT else None)
             target = drop / name if name else None
             if target is None or not target.is_file():
                 listed.status = "missing"
             else:
                 listed.found_lines = _count_lines(target)
-                if kind == "error":
+                if listed.found_lines is None:
+                    listed.status = "unreadable"
+                elif kind == "error":
                     listed.status = "errors_reported" if listed.found_lines else "ok"
                 elif listed.listed_count is not None and listed.listed_count != listed.found_lines:
                     listed.status = "count_mismatch"
@@ -170,7 +214,7 @@ def read_all(landing_dir: Path, ingested_at: dt.datetime) -> list[Manifest]:
     for path in find(landing_dir):
         try:
             out.append(read(path, landing_dir, ingested_at))
-        except OSError as exc:
+        except OSError as exc:      # vanished or unreadable: the drop's files still go on
             log.warning("manifest %s could not be read: %s", path, exc)
     return out
 

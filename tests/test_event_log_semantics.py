@@ -352,6 +352,68 @@ def test_manifest_problems_are_recorded_and_reported_by_landing_checks(home, tmp
                                                            "landing_manifest_export_errors"))
 
 
+
+@pytest.mark.parametrize("body, problem", [
+    (b"[" * 5000 + b"]" * 5000, "not valid JSON: RecursionError"),
+    (b"{not json", "not valid JSON: JSONDecodeError"),
+    (b'["an array"]', "not a JSON object"),
+    (b'{"transactionTime": "1970-01-01T00:00:00Z"}', "transactionTime 1970-01-01T00:00:00Z is before 2000-01-01T00:00:00Z"),
+    (b'{"transactionTime": "2025-06-01T00:00:00Z", "output": [{"type": "Patient", "count": 1e400}]}',
+     None),
+    (b'{"transactionTime": "2025-06-01T00:00:00Z", "output": [{"url": "x/Patient.000.ndjson", "count": 100000000000000000000000}]}',
+     None),
+])
+def test_a_hostile_manifest_is_recorded_with_its_problem_and_the_drop_goes_on(home, tmp_path, body, problem):
+    drop = tmp_path / "land" / "ehr" / "d1"
+    write_ndjson(drop / "Patient.000.ndjson", [patient("p-1", "MRN-1")])
+    (drop / "manifest.json").write_bytes(body)
+    summary = step_ingest(tmp_path / "land", home)
+    assert summary.files[0].status == "ingested" and summary.files[0].records_accepted == 1
+    (recorded,) = q(home, "SELECT problem FROM raw.export_manifests")
+    assert (recorded[0] or "").startswith(problem or "") and (problem is None) == (recorded[0] is None)
+    # a count that is no count is not recorded as one
+    assert q(home, "SELECT count(*) FROM raw.export_manifest_files WHERE listed_count > 1") == [(0,)]
+
+
+def test_a_manifest_never_decompresses_a_listed_file_past_the_ingest_limit(home, tmp_path):
+    import gzip
+
+    drop = tmp_path / "land" / "ehr" / "d1"
+    write_ndjson(drop / "Patient.000.ndjson", [patient("p-1", "MRN-1")])
+    bomb = drop / "Observation.000.ndjson.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as f:          # 64 MiB of blanks in ~64 kB
+        for _ in range(64):
+            f.write(b" " * (1 << 20))
+    body = {"transactionTime": "2025-06-01T00:00:00Z",
+            "output": [{"type": "Observation", "url": "https://ehr.example/Observation.000.ndjson.gz", "count": 5}]}
+    (drop / "manifest.json").write_text(json.dumps(body))
+    summary = step_ingest(tmp_path / "land", home)
+    assert q(home, "SELECT status, found_lines FROM raw.export_manifest_files") == [("unreadable", None)]
+    assert {f.path: f.status for f in summary.files}["ehr/d1/Observation.000.ndjson.gz"] == "rejected"
+
+
+def test_a_symlinked_manifest_is_not_followed(home, tmp_path):
+    drop = tmp_path / "land" / "ehr" / "d1"
+    write_ndjson(drop / "Patient.000.ndjson", [patient("p-1", "MRN-1", updated=None, version=None)])
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text(json.dumps({"transactionTime": "2025-06-01T00:00:00Z"}))
+    (drop / "manifest.json").symlink_to(outside)
+    step_ingest(tmp_path / "land", home)
+    assert q(home, "SELECT problem FROM raw.export_manifests") == [("a symbolic link: not followed",)]
+    assert cutoffs(home)[0][1] == "latest_ingest_time"
+
+
+def test_a_backfilled_older_drop_never_moves_now_back(home, tmp_path):
+    new, old = tmp_path / "n1" / "ehr" / "d2", tmp_path / "n2" / "ehr" / "d1"
+    write_ndjson(new / "Patient.000.ndjson", [patient("p-1", "MRN-1")])
+    manifest_for(new, "2025-06-01T00:00:00Z")
+    step_ingest(new.parent.parent, home)
+    write_ndjson(old / "Patient.000.ndjson", [patient("p-2", "MRN-2")])
+    manifest_for(old, "2025-03-01T00:00:00Z")
+    step_ingest(old.parent.parent, home)
+    assert [(c, b) for c, b, _ in cutoffs(home)] == [(dt.datetime(2025, 6, 1), "manifest_transaction_time"),
+                                                     (dt.datetime(2025, 6, 1), "previous_cutoff")]
+
 def test_generate_writes_a_manifest_whose_transaction_time_ends_the_period(tmp_path):
     from kap.generator import generate
 
