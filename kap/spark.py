@@ -16,8 +16,8 @@ into the warehouse, so validation and publish (kap/publish.py) are the same code
 5. every table of the Spark `marts` database is read from its Parquet files by DuckDB into the
    warehouse's `marts` schema, in one transaction, replacing the tables there (a column keeps the
    type the table had, else decimals become DOUBLE, as DuckDB computes them), and the DuckDB
-   incremental state of those tables is dropped, so the next DuckDB build rebuilds them in full
-   instead of adding a delta to Spark's rows.
+   incremental state marks them as Spark's, so the next DuckDB build is a --full-refresh one that
+   recreates them with DuckDB's own columns instead of adding a delta to Spark's rows.
 
 pyspark and dbt-spark are the optional `spark` extra (`uv sync --extra spark`); importing this
 module does not need them.
@@ -152,6 +152,31 @@ def _existing_types(con, table: str, relation: str) -> dict[str, str] | None:
     return dict(have) if [c for c, _ in have] == spark_cols else None
 
 
+#: The fingerprint a Spark import leaves in the DuckDB incremental state (macros/incremental.sql).
+SPARK_FINGERPRINT = "spark-import"
+_STATE = "staging.kap_incremental_state"
+
+
+def mark_spark_marts(con, tables: list[str]) -> None:
+    """Record in the DuckDB incremental state that Spark wrote these marts: the next DuckDB build
+    is then a --full-refresh one (kap.transform), which recreates them with DuckDB's own columns
+    instead of appending a delta to Spark's rows."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {_STATE} (model_name VARCHAR, fingerprint VARCHAR, "
+                "ingested_through VARCHAR)")
+    if tables:
+        con.execute(f"DELETE FROM {_STATE} WHERE model_name IN ({', '.join('?' for _ in tables)})", tables)
+        con.executemany(f"INSERT INTO {_STATE} VALUES (?, ?, NULL)", [[t, SPARK_FINGERPRINT] for t in tables])
+
+
+def marts_from_spark(con) -> bool:
+    """Did a Spark build write the warehouse's marts since the last DuckDB build?"""
+    have = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' "
+                       "AND table_name = 'kap_incremental_state'").fetchone()[0]
+    return bool(have) and con.execute(f"SELECT count(*) FROM {_STATE} WHERE fingerprint = ?",
+                                      [SPARK_FINGERPRINT]).fetchone()[0] > 0
+
+
 def import_marts(settings: Settings, marts_dir: Path) -> list[str]:
     """Every table Spark wrote to marts_dir (<table>/*.parquet) -> the warehouse's marts schema."""
     folders = sorted(p for p in marts_dir.iterdir() if p.is_dir()) if marts_dir.is_dir() else []
@@ -166,11 +191,7 @@ def import_marts(settings: Settings, marts_dir: Path) -> list[str]:
                 con.execute(f'CREATE OR REPLACE TABLE marts."{folder.name}" AS '
                             f"SELECT {_import_select(con, relation, keep)} FROM {relation}")
                 imported.append(folder.name)
-            has_state = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' "
-                                    "AND table_name = 'kap_incremental_state'").fetchone()[0]
-            if has_state and imported:
-                con.execute("DELETE FROM staging.kap_incremental_state WHERE model_name IN "
-                            f"({', '.join('?' for _ in imported)})", imported)
+            mark_spark_marts(con, imported)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -217,6 +217,9 @@ def build(settings: Settings, as_of: str | None = None, full_refresh: bool = Fal
 
         spark.build(settings, as_of=as_of, select=select, unit_tests=unit_tests, on_node=on_node)
         return
+    if not full_refresh and _marts_from_spark(settings):
+        log.info("the marts were built on Spark since the last DuckDB build: this build is a full refresh")
+        full_refresh = True
     command = ["build"]
     if not unit_tests:
         command += ["--exclude", "test_type:unit"]
@@ -227,7 +230,28 @@ def build(settings: Settings, as_of: str | None = None, full_refresh: bool = Fal
     if indirect_selection:
         command += ["--indirect-selection", indirect_selection]
     run_dbt(settings, command, as_of=as_of, on_node=on_node)
+    if full_refresh and (select is None or "marts" in select):
+        _forget_spark_marts(settings)
     log.info("dbt build finished (as_of=%s)", as_of or "latest")
+
+
+def _marts_from_spark(settings: Settings) -> bool:
+    from kap.spark import marts_from_spark
+    from kap.warehouse import writer
+
+    if not settings.warehouse.exists():
+        return False
+    with writer(settings) as con:
+        return marts_from_spark(con)
+
+
+def _forget_spark_marts(settings: Settings) -> None:
+    from kap.spark import SPARK_FINGERPRINT, marts_from_spark
+    from kap.warehouse import writer
+
+    with writer(settings) as con:
+        if marts_from_spark(con):
+            con.execute("DELETE FROM staging.kap_incremental_state WHERE fingerprint = ?", [SPARK_FINGERPRINT])
 
 
 def parse(settings: Settings) -> Path:

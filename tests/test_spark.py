@@ -4,12 +4,16 @@ corrections, retractions and quarantined records - after the first night and aft
 second night.
 
 `make test-spark` runs this (it installs the spark extra); `make test` deselects it (marker spark).
-One home, one process, one SparkSession for every Spark build: each night is ingested once (the
-lake written by the ingest), built on DuckDB and published to duckdb_<night>.duckdb, built on
-Spark and published to spark_<night>.duckdb by the same publish code.
+One process, one SparkSession for every Spark build. Each night is ingested once, into home A
+(the lake written by the ingest); A's warehouse and lake are then copied to home B. A builds on
+DuckDB (incremental on night 2), B on Spark (always a full rebuild); each publishes with the same
+code, and the two published files (and their clinic files) are compared. Two homes keep the DuckDB
+night 2 incremental: in one home a Spark build is followed by a full-refresh DuckDB build, which
+the end of the test checks as well.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -26,7 +30,7 @@ CLINIC = {"patients": 50, "days": 120, "seed": 31, "fault_rate": 0.02}
 
 
 @pytest.fixture(scope="module")
-def spark_home(tmp_path_factory) -> tuple[Settings, Path]:
+def spark_homes(tmp_path_factory) -> tuple[Settings, Settings, Path]:
     pytest.importorskip("pyspark")
     pytest.importorskip("dbt.adapters.spark")
     from kap.generator import generate
@@ -35,8 +39,16 @@ def spark_home(tmp_path_factory) -> tuple[Settings, Path]:
     root = tmp_path_factory.mktemp("spark")
     generate(root / "generated", **CLINIC)
     split_into_nights(root / "generated", root / "landing")
-    settings = Settings(home=(root / "home").resolve(), engine="duckdb").ensure_dirs()
-    return settings, root / "landing"
+    duck = Settings(home=(root / "duckdb_home").resolve(), engine="duckdb").ensure_dirs()
+    spark = Settings(home=(root / "spark_home").resolve(), engine="spark").ensure_dirs()
+    return duck, spark, root / "landing"
+
+
+def _copy_log(source: Settings, target: Settings) -> None:
+    """The event log as ingested in `source` (warehouse and lake), now also in `target`."""
+    shutil.copyfile(source.warehouse, target.warehouse)
+    shutil.rmtree(target.lake, ignore_errors=True)
+    shutil.copytree(source.lake, target.lake)
 
 
 def _spark_column_kinds(settings: Settings, table: str) -> list[tuple[str, str]]:
@@ -52,22 +64,49 @@ def _spark_column_kinds(settings: Settings, table: str) -> list[tuple[str, str]]
     return [(name, "floating" if dtype.startswith("DECIMAL") else kind(dtype)) for name, dtype, *_ in rows]
 
 
-def test_spark_marts_equal_duckdb_marts_over_two_nights(spark_home, record_property):
+def _jvm_peak_mb() -> float | None:
+    """Peak RSS (VmHWM) of the Spark JVM this process started, for docs/scaling.md."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    todo, peak = [os.getpid()], None
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if "Name:\tjava" in status:
+            kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
+            peak = max(peak or 0, kb / 1024)
+    return peak
+
+
+def test_spark_marts_equal_duckdb_marts_over_two_nights(spark_homes, record_property):
     from kap.publish import publish
     from kap.spark import build as spark_build
     from test_dbt_incremental import ingest
 
-    settings, landing = spark_home
+    duck_home, spark_home, landing = spark_homes
     nights: tuple[str, ...] = ()
     timings = {}
     for night in ("night1", "night2"):
         nights += (night,)
-        ingest(landing, settings, nights)
+        ingest(landing, duck_home, nights)
+        _copy_log(duck_home, spark_home)
+
         started = time.monotonic()
-        transform.build(settings, engine="duckdb")
-        timings[f"{night} duckdb"] = time.monotonic() - started
-        duck = publish(settings, run_id=f"duckdb-{night}", target=settings.home / f"duckdb_{night}.duckdb")
-        with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        transform.build(duck_home)
+        timings[f"{night} duckdb build"] = time.monotonic() - started
+        duck = publish(duck_home, run_id=f"duckdb-{night}", target=duck_home.home / f"published_{night}.duckdb")
+        with duckdb.connect(str(duck_home.warehouse), read_only=True) as con:
             duck_kinds = {t: [(c, kind(d)) for c, d in con.execute(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'marts' "
                 "AND table_name = ? ORDER BY ordinal_position", [t]).fetchall()]
@@ -75,23 +114,32 @@ def test_spark_marts_equal_duckdb_marts_over_two_nights(spark_home, record_prope
                                         "WHERE table_schema = 'marts'").fetchall()}
 
         started = time.monotonic()
-        imported = spark_build(settings)
-        timings[f"{night} spark"] = time.monotonic() - started
-        spark = publish(settings, run_id=f"spark-{night}", target=settings.home / f"spark_{night}.duckdb")
+        imported = spark_build(spark_home)
+        timings[f"{night} spark build"] = time.monotonic() - started
+        spark = publish(spark_home, run_id=f"spark-{night}", target=spark_home.home / f"published_{night}.duckdb")
 
         assert sorted(imported) == sorted(duck_kinds), "Spark builds the same marts"
         for table in imported:     # Spark's own types are of the same kinds as DuckDB's
-            assert _spark_column_kinds(settings, table) == duck_kinds[table], table
+            assert _spark_column_kinds(spark_home, table) == duck_kinds[table], table
         report = compare_published(duck, spark)
         print(report.text())
         assert len(report.pairs) > 1, "the per-clinic files are compared too"
         assert report.equal, report.text()
+
+    # the same home, engine switched back: a full-refresh DuckDB build, DuckDB's columns again
+    started = time.monotonic()
+    transform.build(spark_home, engine="duckdb")
+    timings["duckdb build after spark, same home"] = time.monotonic() - started
+    again = publish(spark_home, run_id="duckdb-after-spark", target=spark_home.home / "published_duckdb.duckdb")
+    report = compare_published(duck, again)
+    assert report.equal, report.text()
     for name, seconds in timings.items():
         record_property(name, round(seconds, 1))
         print(f"{name}: {seconds:.1f} s")
+    print(f"Spark JVM peak RSS: {_jvm_peak_mb() or 0:.0f} MB")
 
 
-def test_spark_refuses_a_lake_that_differs_from_the_log(spark_home):
+def test_spark_refuses_a_lake_that_differs_from_the_log(spark_homes):
     """The Spark build checks the lake first: a part whose rows were altered stops it before any
     Spark work (a missing part would simply be written again by the sync that precedes the check)."""
     from kap import lake
@@ -99,13 +147,9 @@ def test_spark_refuses_a_lake_that_differs_from_the_log(spark_home):
     from test_dbt_incremental import ingest
     from test_lake import alter_one_row
 
-    settings, landing = spark_home
-    ingest(landing, settings, ("night1",))
-    part = sorted((settings.lake / "quarantine").rglob("part-*.parquet"))[0]
-    original = part.read_bytes()
-    alter_one_row(part, "reason_code")
-    try:
-        with pytest.raises(lake.LakeMismatch, match="quarantine"):
-            spark_build(settings)
-    finally:
-        part.write_bytes(original)
+    duck_home, spark_home, landing = spark_homes
+    ingest(landing, duck_home, ("night1",))
+    _copy_log(duck_home, spark_home)
+    alter_one_row(sorted((spark_home.lake / "quarantine").rglob("part-*.parquet"))[0], "reason_code")
+    with pytest.raises(lake.LakeMismatch, match="quarantine"):
+        spark_build(spark_home)
