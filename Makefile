@@ -58,7 +58,7 @@ test-bi: sync bi-sync ## Superset test: a small clinic published, dashboard prov
 # modules whenever pyspark is installed, so `make test` (whose sync removes the extra) stays without it.
 test-spark: uv ## The marts built on DuckDB and on Spark, published tables compared row for row (installs the spark extra)
 	$(UV) sync --frozen --extra spark
-	$(RUN) pytest -m spark tests/test_spark.py
+	$(RUN) pytest -m spark -rP tests/test_spark.py
 
 docs: sync ## Regenerate the docs rendered from code
 	$(RUN) kap docs

@@ -122,9 +122,10 @@ def test_spark_marts_equal_duckdb_marts_over_two_nights(spark_homes, record_prop
         for table in imported:     # Spark's own types are of the same kinds as DuckDB's
             assert _spark_column_kinds(spark_home, table) == duck_kinds[table], table
         report = compare_published(duck, spark)
-        print(report.text())
         assert len(report.pairs) > 1, "the per-clinic files are compared too"
         assert report.equal, report.text()
+        print(f"{night}: {len(report.tables)} published tables in {len(report.pairs)} files equal, "
+              f"{sum(d.rows_reference or 0 for _, d in report.tables):,} rows")
 
     # the same home, engine switched back: a full-refresh DuckDB build, DuckDB's columns again
     started = time.monotonic()
@@ -153,3 +154,28 @@ def test_spark_refuses_a_lake_that_differs_from_the_log(spark_homes):
     alter_one_row(sorted((spark_home.lake / "quarantine").rglob("part-*.parquet"))[0], "reason_code")
     with pytest.raises(lake.LakeMismatch, match="quarantine"):
         spark_build(spark_home)
+
+
+def test_dbt_unit_tests_pass_on_spark(spark_homes):
+    """The YAML unit tests on the Spark target, after a Spark build (they take their inputs' column
+    types from the built relations). Same names, same verdicts as on DuckDB."""
+    from kap.spark import SECRETS_VIEW, _spark_env, build as spark_build
+    from test_dbt_incremental import ingest
+    from test_dbt_unit_tests import EXPECTED
+
+    duck_home, spark_home, landing = spark_homes
+    if not (spark_home.spark_dir / "warehouse" / "marts.db").is_dir():   # run on its own
+        ingest(landing, duck_home, ("night1",))
+        _copy_log(duck_home, spark_home)
+        spark_build(spark_home)
+    with _spark_env(spark_home):
+        try:
+            results = transform.run_dbt(spark_home, ["test", "--select", "test_type:unit"], engine="spark",
+                                        extra_vars={"kap_secrets": SECRETS_VIEW})
+            outcome = {r.node.name: str(r.status) for r in results.results}
+        except transform.DbtBuildError as failed:
+            outcome = {f.split(":")[0].split(".")[2]: "fail" for f in failed.failures}
+            print("\n".join(failed.failures))
+    assert set(outcome) <= EXPECTED
+    assert {name: status for name, status in outcome.items() if status != "pass"} == {}
+    assert set(outcome) == EXPECTED
