@@ -399,7 +399,9 @@ def dbt_task_group(group_id: str = "dbt_build"):
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import TaskGroup, chain
 
-    if settings().engine == "spark":
+    from kap.settings import engine_from_env
+
+    if engine_from_env() == "spark":
         # One task: a Spark build is a full rebuild of every layer in one SparkSession, whose
         # catalog lives only as long as the task's process (kap/spark.py).
         with TaskGroup(group_id=group_id, tooltip="dbt build on Spark, every layer") as group:
