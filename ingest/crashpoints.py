@@ -10,6 +10,9 @@ Points (where the call sits):
 - `ingest.mid_file`        loader.ingest_file: the file's events, quarantine rows, keys and
                            raw.ingest_files row are inserted, the transaction is not yet committed;
 - `ingest.between_files`   loader.ingest_landing: right after the first file of the run committed;
+- `lake.before_rename`     kap.lake.sync: the first missing lake part is written to its hidden
+                           temporary name, not yet renamed;
+- `lake.between_parts`     kap.lake.sync: the first missing lake part is in place, the others not;
 - `build.during`           inside dbt's `build`: after `KAP_CRASH_AFTER_NODES` (default 20) dbt
                            nodes finished, from a dbt event callback (see `dbt_callbacks`), so some
                            models are written and the rest not;
@@ -24,8 +27,8 @@ import threading
 from typing import Any, Callable
 
 ENV = "KAP_CRASH_AT"
-POINTS = ("ingest.mid_file", "ingest.between_files", "build.during", "publish.mid_copy",
-          "publish.before_replace")
+POINTS = ("ingest.mid_file", "ingest.between_files", "lake.before_rename", "lake.between_parts",
+          "build.during", "publish.mid_copy", "publish.before_replace")
 
 
 def _kill() -> None:

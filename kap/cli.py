@@ -155,22 +155,36 @@ def _fail_on_failed_files(ingest_summary) -> None:
             "The rest was ingested; these are retried on the next run. The log names the error.")
 
 
+engine_option = click.option(
+    "--engine", type=click.Choice(["duckdb", "spark"]), default=None,
+    help="Engine that builds the marts: duckdb on the warehouse, or spark on the lake (needs the spark "
+         "extra); default $KAP_ENGINE, else duckdb.")
+
+
+def _with_engine(settings: Settings, engine: str | None) -> Settings:
+    import dataclasses
+
+    return dataclasses.replace(settings, engine=engine) if engine else settings
+
+
 @main.command()
 @home_option
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
+@engine_option
 @click.pass_context
-def build(ctx: click.Context, home: str | None, as_of: str | None, full_refresh: bool) -> None:
+def build(ctx: click.Context, home: str | None, as_of: str | None, full_refresh: bool,
+          engine: str | None) -> None:
     """Build staging, intermediate and mart tables with dbt from the event log."""
     from kap.pipeline import new_run_id, step_build
 
-    settings = _settings(home)
+    settings = _with_engine(_settings(home), engine)
     as_of = _as_of(as_of)
     with _run_console(ctx, "build", settings, new_run_id()) as shown:
-        shown.start("build", "dbt build")
+        shown.start("build", f"dbt build ({settings.engine})" if settings.engine != "duckdb" else "dbt build")
         step_build(settings, as_of=as_of, full_refresh=full_refresh, stages=shown)
         shown.finish("build")
-        shown.summary([("dbt build", f"finished (as of {as_of or 'latest'})")], [])
+        shown.summary([("dbt build", f"finished on {settings.engine} (as of {as_of or 'latest'})")], [])
 
 
 @main.command()
@@ -211,12 +225,14 @@ def publish(home: str | None, as_of: str | None, target: Path | None) -> None:
 @home_option
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
+@engine_option
 @click.pass_context
-def run(ctx: click.Context, landing: Path, home: str | None, as_of: str | None, full_refresh: bool) -> None:
+def run(ctx: click.Context, landing: Path, home: str | None, as_of: str | None, full_refresh: bool,
+        engine: str | None) -> None:
     """The whole nightly pipeline without Airflow: ingest, check, build, check, publish, report."""
     from kap.pipeline import new_run_id, run as run_pipeline
 
-    settings, run_id = _settings(home), new_run_id()
+    settings, run_id = _with_engine(_settings(home), engine), new_run_id()
     as_of = _as_of(as_of)
     with _run_console(ctx, "run", settings, run_id) as shown:
         summary = run_pipeline(landing, settings, as_of=as_of, run_id=run_id, full_refresh=full_refresh,
@@ -234,6 +250,58 @@ def _run_rows(summary) -> list[tuple[str, str]]:
         ("quarantined", f"{totals['records_quarantined']:,} records (raw.quarantine)"),
         ("data quality", f"landing {landing.status}, marts {marts.status}"),
     ]
+
+
+@main.group()
+def lake() -> None:
+    """The event log's Parquet copy (KAP_LAKE, default KAP_HOME/lake) that the Spark engine reads."""
+
+
+@lake.command("sync")
+@home_option
+def lake_sync(home: str | None) -> None:
+    """Write the lake parts the committed log has and the lake lacks (idempotent; ingest does it too)."""
+    from kap.pipeline import step_lake_sync
+
+    settings = _settings(home)
+    written = step_lake_sync(settings)
+    click.echo(f"{settings.lake}: " + ", ".join(f"{n} new {t} parts" for t, n in written.items()))
+
+
+@lake.command("check")
+@home_option
+def lake_check(home: str | None) -> None:
+    """Compare the lake with the event log (rows and checksum per table); exit 1 when they differ."""
+    from kap import lake as lake_mod
+    from kap.warehouse import writer
+
+    settings = _settings(home)
+    with writer(settings) as con:
+        rows = lake_mod.reconcile(con, settings.lake)
+    bad = False
+    for r in rows:
+        same = (r["log_rows"], r["log_checksum"]) == (r["lake_rows"], r["lake_checksum"])
+        bad |= not same
+        click.echo(f"{r['lake_table']:18} log {r['log_rows']:>10,} rows  lake {r['lake_rows']:>10,} rows  "
+                   + ("same checksum" if same else "DIFFERENT"))
+    if bad:
+        raise click.ClickException(f"the lake {settings.lake} does not match the event log")
+
+
+@main.command()
+@click.argument("reference", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("candidate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--clinic-files/--no-clinic-files", default=True, show_default=True,
+              help="Also compare the per-clinic files beside each (analytics_clinic_<id>.duckdb).")
+def compare(reference: Path, candidate: Path, clinic_files: bool) -> None:
+    """Check that two published analytics files hold the same tables row for row (EXCEPT both
+    ways; floats rounded as kap/compare.py documents): e.g. a DuckDB build against a Spark build."""
+    from kap.compare import compare_published
+
+    report = compare_published(reference, candidate, clinic_files=clinic_files)
+    click.echo(report.text())
+    if not report.equal:
+        raise click.ClickException(f"{candidate} differs from {reference}")
 
 
 @main.command()

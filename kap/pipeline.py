@@ -83,9 +83,23 @@ def step_ingest(landing: Path, settings: Settings, run_id: str | None = None,
 
     on_file = _file_watch(stages) if stages is not None else None
     with writer(settings) as con:
-        return ingest_landing(con, Path(landing), run_id=run_id, progress=progress, sources=sources,
-                              time_zones=clinic_time_zones(), default_time_zone=default_time_zone(),
-                              limits=settings.limits, on_file=on_file)
+        summary = ingest_landing(con, Path(landing), run_id=run_id, progress=progress, sources=sources,
+                                 time_zones=clinic_time_zones(), default_time_zone=default_time_zone(),
+                                 limits=settings.limits, on_file=on_file)
+        # the lake follows the committed log (kap/lake.py): DuckDB first, then the Parquet copy
+        step_lake_sync(settings, con)
+    return summary
+
+
+def step_lake_sync(settings: Settings, con=None) -> dict[str, int]:
+    """Copy the log's committed rows the lake lacks to it (idempotent; see kap/lake.py)."""
+    from kap import lake
+    from kap.warehouse import writer
+
+    if con is not None:
+        return lake.sync(con, settings.lake)
+    with writer(settings) as own:
+        return lake.sync(own, settings.lake)
 
 
 def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None = None):

@@ -22,6 +22,10 @@ LIMIT_ENV: dict[str, str] = {
     "KAP_MAX_JSON_DEPTH": "max_json_depth",
 }
 ANALYTICS_MODE_ENV = "KAP_ANALYTICS_MODE"
+ENGINE_ENV = "KAP_ENGINE"
+LAKE_ENV = "KAP_LAKE"
+# The engines the dbt project builds on: DuckDB on the warehouse, or Spark on the lake.
+ENGINES = ("duckdb", "spark")
 DEFAULT_ANALYTICS_MODE = 0o640
 
 
@@ -54,14 +58,31 @@ def analytics_mode_from_env() -> int:
     return mode
 
 
+def engine_from_env() -> str:
+    """KAP_ENGINE: which engine builds the marts (duckdb, the default, or spark)."""
+    raw = (os.environ.get(ENGINE_ENV) or "duckdb").strip().lower()
+    if raw not in ENGINES:
+        raise ValueError(f"{ENGINE_ENV}={raw!r}: one of {', '.join(ENGINES)}")
+    return raw
+
+
+def lake_from_env() -> Path | None:
+    """KAP_LAKE: where the event log's Parquet copy lives, when not KAP_HOME/lake."""
+    raw = (os.environ.get(LAKE_ENV) or "").strip()
+    return Path(raw).resolve() if raw else None
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Paths under KAP_HOME (default `var/` in the project root), the ingest limits per file and
-    the published files' mode (both from the environment, see the README)."""
+    """Paths under KAP_HOME (default `var/` in the project root), the ingest limits per file,
+    the published files' mode, the engine that builds the marts and the lake's place (all from
+    the environment, see the README)."""
 
     home: Path
     limits: Limits = field(default_factory=limits_from_env)
     analytics_mode: int = field(default_factory=analytics_mode_from_env)
+    engine: str = field(default_factory=engine_from_env)
+    lake_root: Path | None = field(default_factory=lake_from_env)
 
     @classmethod
     def from_env(cls, home: str | os.PathLike | None = None) -> "Settings":
@@ -94,6 +115,16 @@ class Settings:
     def landing(self) -> Path:
         """Default landing folder (`make demo` generates the sample clinic here)."""
         return self.home / "landing"
+
+    @property
+    def lake(self) -> Path:
+        """The event log as hive-partitioned Parquet (kap/lake.py): what the Spark engine reads."""
+        return self.lake_root or self.home / "lake"
+
+    @property
+    def spark_dir(self) -> Path:
+        """The Spark engine's scratch: its warehouse folder (the tables dbt writes) and logs."""
+        return self.home / "spark"
 
     @property
     def lock_file(self) -> Path:

@@ -47,23 +47,31 @@ class DbtBuildError(RuntimeError):
         self.failures = failures or []
 
 
-def _vars(as_of: str | None) -> str:
+def _vars(as_of: str | None, extra: dict[str, Any] | None = None) -> str:
     if as_of is None:
-        return json.dumps({"as_of": None})
+        return json.dumps({"as_of": None, **(extra or {})})
     text = str(as_of).strip()
     if not _AS_OF.match(text):
         raise ValueError(f"as_of must look like 2025-06-01T00:00:00 (UTC), got {as_of!r}")
-    return json.dumps({"as_of": text.rstrip("Z")})
+    return json.dumps({"as_of": text.rstrip("Z"), **(extra or {})})
 
 
-def _common_args(settings: Settings) -> list[str]:
-    return [
+#: dbt profile targets (dbt_project/profiles.yml) per engine.
+TARGETS = {"duckdb": "dev", "spark": "spark"}
+
+
+def _common_args(settings: Settings, engine: str = "duckdb") -> list[str]:
+    args = [
         "--log-level", "none",
         "--project-dir", str(DBT_PROJECT_DIR),
         "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(settings.dbt_target_dir),
+        "--target-path", str(settings.dbt_target_dir if engine == "duckdb"
+                             else settings.dbt_target_dir.with_name(f"target-{engine}")),
         "--log-path", str(settings.dbt_log_dir),
     ]
+    if engine != "duckdb":      # the DuckDB runs keep their arguments (and partial parse) as they were
+        args += ["--target", TARGETS[engine]]
+    return args
 
 
 @contextmanager
@@ -114,7 +122,8 @@ def _node_callback(on_node: NodeProgress) -> Callable[[Any], None]:
 def _invoke(args: list[str], settings: Settings, on_node: NodeProgress | None = None):
     from dbt.cli.main import dbtRunner  # imported lazily: no work at import time (DAG parsing)
 
-    settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
+    target_dir = Path(args[args.index("--target-path") + 1]) if "--target-path" in args else settings.dbt_target_dir
+    target_dir.mkdir(parents=True, exist_ok=True)
     settings.dbt_log_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [_log_event, *crashpoints.dbt_callbacks()]
     if on_node is not None:
@@ -158,19 +167,22 @@ def _failures(result) -> list[str]:
             node = getattr(node_result, "node", None)
             name = getattr(node, "unique_id", None) or getattr(node, "name", "?")
             # dbt's message: "Runtime Error in model x (path)" then the cause on the next line
+            # (Spark repeats "Runtime Error" on a line of its own before the cause)
             message = [line.strip() for line in (getattr(node_result, "message", None) or "").splitlines()
-                       if line.strip()][:2]
+                       if line.strip() and line.strip() not in ("Runtime Error", "Database Error")][:2]
             failed.append(f"{name}: {status}" + (f" - {': '.join(message)}" if message else ""))
     return failed
 
 
 def run_dbt(settings: Settings, command: list[str], as_of: str | None = None,
-            on_node: NodeProgress | None = None) -> object:
-    """Run one dbt command (e.g. ["test", "--select", "test_type:unit"]) on the warehouse.
+            on_node: NodeProgress | None = None, engine: str = "duckdb",
+            extra_vars: dict[str, Any] | None = None) -> object:
+    """Run one dbt command (e.g. ["test", "--select", "test_type:unit"]) on the warehouse, or with
+    engine "spark" on the Spark target (kap/spark.py sets up what that target reads).
 
     Raises DbtBuildError naming the failing nodes when dbt does not succeed.
     """
-    args = [*command, *_common_args(settings), "--vars", _vars(as_of)]
+    args = [*command, *_common_args(settings, engine), "--vars", _vars(as_of, extra_vars)]
     with writer_lock(settings):
         result = _invoke(args, settings, on_node)
     if not result.success:
@@ -187,15 +199,27 @@ def run_dbt(settings: Settings, command: list[str], as_of: str | None = None,
 
 def build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
           select: str | None = None, unit_tests: bool = False,
-          indirect_selection: str | None = None, on_node: NodeProgress | None = None) -> None:
+          indirect_selection: str | None = None, on_node: NodeProgress | None = None,
+          engine: str | None = None) -> None:
     """`dbt build` (models and data tests) on the warehouse, as known at `as_of`.
 
+    engine: duckdb (dbt-duckdb on warehouse.duckdb) or spark (kap.spark: the same project on
+    Spark from the lake, the marts read back into the warehouse); default settings.engine.
     as_of: UTC timestamp 'YYYY-MM-DDTHH:MM:SS' (None = everything recorded). It also fixes "now"
     for the as-of rules (dropout), so the same events and as_of give the same marts.
     unit_tests: dbt unit tests check the SQL, not the data, so the nightly build leaves them to
     the test suite (tests/test_dbt_unit_tests.py) unless asked.
     indirect_selection: dbt's --indirect-selection for the tests of a `select` (e.g. "buildable").
     """
+    engine = engine or settings.engine
+    if engine == "spark":
+        from kap import spark
+
+        spark.build(settings, as_of=as_of, select=select, unit_tests=unit_tests, on_node=on_node)
+        return
+    if not full_refresh and _marts_from_spark(settings):
+        log.info("the marts were built on Spark since the last DuckDB build: this build is a full refresh")
+        full_refresh = True
     command = ["build"]
     if not unit_tests:
         command += ["--exclude", "test_type:unit"]
@@ -206,7 +230,28 @@ def build(settings: Settings, as_of: str | None = None, full_refresh: bool = Fal
     if indirect_selection:
         command += ["--indirect-selection", indirect_selection]
     run_dbt(settings, command, as_of=as_of, on_node=on_node)
+    if full_refresh and (select is None or "marts" in select):
+        _forget_spark_marts(settings)
     log.info("dbt build finished (as_of=%s)", as_of or "latest")
+
+
+def _marts_from_spark(settings: Settings) -> bool:
+    from kap.spark import marts_from_spark
+    from kap.warehouse import writer
+
+    if not settings.warehouse.exists():
+        return False
+    with writer(settings) as con:
+        return marts_from_spark(con)
+
+
+def _forget_spark_marts(settings: Settings) -> None:
+    from kap.spark import SPARK_FINGERPRINT, marts_from_spark
+    from kap.warehouse import writer
+
+    with writer(settings) as con:
+        if marts_from_spark(con):
+            con.execute("DELETE FROM staging.kap_incremental_state WHERE fingerprint = ?", [SPARK_FINGERPRINT])
 
 
 def parse(settings: Settings) -> Path:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -139,7 +141,23 @@ def good_landing(con) -> dict[str, str]:
         add_event(con, files["ehr"], "vital_signs_recorded",
                   {"observation_id": f"obs-{measure}", "measure": measure, "value": value, "unit": unit,
                    "status": "final"})
+    stage_lake(con, sync=True)
     return files
+
+
+def stage_lake(con, sync: bool) -> None:
+    """The lake check's input (kap.lake.stage_check) over this connection's lake, written now
+    (sync) or left as it was written before."""
+    from kap import lake
+
+    if sync:
+        _LAKES[id(con)] = Path(tempfile.mkdtemp(prefix="lake-", dir=_LAKE_BASE.name))
+        lake.sync(con, _LAKES[id(con)])
+    lake.stage_check(con, _LAKES[id(con)])
+
+
+_LAKE_BASE = tempfile.TemporaryDirectory(prefix="kap-test-lakes-")
+_LAKES: dict[int, Path] = {}
 
 
 # --- marts -----------------------------------------------------------------------------------
@@ -273,6 +291,7 @@ LANDING_CONDITION_FAULTS: dict[str, dict[str, Any]] = {
     "landing_parked_identity_conflicts": {"parked": ("identity_conflict", INGESTED_AT)},
     "landing_parked_rejected": {"parked": ("unknown_patient", INGESTED_AT, "rejected")},
     "landing_superseded_across_files": {"across_files": True},
+    "landing_lake_matches_log": {"lake": "an event committed after the lake was written"},
 }
 
 MART_CONDITION_FAULTS: dict[str, dict[str, Any]] = {
@@ -361,6 +380,10 @@ def break_landing(con, check: Check) -> None:
                              occurred_at=spec.get("occurred_at", T(2025, 2, 10, 10)))
         if "recorded_at" in spec:
             con.execute("UPDATE raw.events SET recorded_at = ? WHERE event_id = ?", [spec["recorded_at"], event_id])
+        return
+    if "lake" in fault:
+        add_event(con, files["ehr"], "encounter_integration", GOOD_PAYLOADS["run_sessions"][2])
+        stage_lake(con, sync=False)
         return
     if "parked" in fault:
         reason, parked_at, *status = fault["parked"]

@@ -26,7 +26,7 @@
 {% macro local_date(timestamp_expr, time_zone_expr='null') -%}
     {{ return(adapter.dispatch('local_date', 'kap')(timestamp_expr, time_zone_expr)) }}
 {%- endmacro %}
-{% macro default__local_date(timestamp_expr, time_zone_expr) -%}
+{% macro duckdb__local_date(timestamp_expr, time_zone_expr) -%}
     cast(timezone(coalesce({{ time_zone_expr }}, {{ default_time_zone() }}), timezone('UTC', cast({{ timestamp_expr }} as timestamp))) as date)
 {%- endmacro %}
 {% macro spark__local_date(timestamp_expr, time_zone_expr) -%}
@@ -37,6 +37,12 @@
 {% macro known_time_zones() -%}
     {{ return(adapter.dispatch('known_time_zones', 'kap')()) }}
 {%- endmacro %}
-{% macro default__known_time_zones() -%}
+{% macro duckdb__known_time_zones() -%}
     (select name from pg_timezone_names())
+{%- endmacro %}
+{#- Spark has no catalogue of zones: the IANA names (pytz) Java's zone database also knows. -#}
+{% macro spark__known_time_zones() -%}
+    ({%- for zone in modules.pytz.all_timezones if '/' in zone or zone == 'UTC' -%}
+    '{{ zone }}'{% if not loop.last %}, {% endif %}
+    {%- endfor -%})
 {%- endmacro %}

@@ -36,6 +36,10 @@
     here, and the unit tests check that fixed point). Returns a select of key_col and
     is_hidden. -#}
 {% macro kap_complementary_suppression(relation, key_col, row_col, col_col, size_col, hidden_col, margin="'all'", rounds=6, group_col=none) -%}
+    {{ return(adapter.dispatch('kap_complementary_suppression', 'kap')(relation, key_col, row_col, col_col, size_col,
+                                                                      hidden_col, margin, rounds, group_col)) }}
+{%- endmacro %}
+{% macro duckdb__kap_complementary_suppression(relation, key_col, row_col, col_col, size_col, hidden_col, margin, rounds, group_col) -%}
     with supp_0 as (
         select {{ key_col }} as cell, {{ group_col or "''" }} as g, {{ row_col }} as r, {{ col_col }} as c,
                {{ size_col }} as n, {{ hidden_col }} as is_hidden
@@ -66,4 +70,31 @@
     ){% if not loop.last %},{% endif %}
     {%- endfor %}
     select cell as {{ key_col }}, is_hidden from supp_{{ rounds }}
+{%- endmacro %}
+
+{#- Spark: the same rounds, each reading the previous round once. Spark expands a CTE at every
+    place it is named, and the form above names the previous round five times per round (5^6
+    copies of the table after six rounds: the build never ends). Here one pass of window functions
+    per round finds, for every row (g, r) and column (g, c) line, its count of hidden entries and
+    its first shown entry in the same order (margin last, then size, then key): the same picks. -#}
+{% macro spark__kap_complementary_suppression(relation, key_col, row_col, col_col, size_col, hidden_col, margin, rounds, group_col) -%}
+    {%- set ns = namespace(prev="(select " ~ key_col ~ " as cell, " ~ (group_col or "''") ~ " as g, " ~ row_col
+                                 ~ " as r, " ~ col_col ~ " as c, " ~ size_col ~ " as n, " ~ hidden_col
+                                 ~ " as is_hidden from " ~ relation ~ ")") -%}
+    {%- for i in range(rounds) -%}
+        {%- set lines -%}
+        (select p.*,
+            {%- for line_col, other_col in [('r', 'c'), ('c', 'r')] %}
+            sum(case when is_hidden then 1 else 0 end) over (partition by g, {{ line_col }}) as hidden_in_{{ line_col }},
+            row_number() over (partition by g, {{ line_col }}
+                               order by case when is_hidden then 1 else 0 end,
+                                        case when {{ other_col }} = {{ margin }} then 1 else 0 end, n, cell) as rank_in_{{ line_col }}
+            {%- if not loop.last %},{% endif %}
+            {%- endfor %}
+         from {{ ns.prev }} as p)
+        {%- endset -%}
+        {%- set ns.prev = "(select cell, g, r, c, n, is_hidden or (hidden_in_r = 1 and rank_in_r = 1) "
+                          ~ "or (hidden_in_c = 1 and rank_in_c = 1) as is_hidden from " ~ lines ~ " as round_" ~ i ~ ")" -%}
+    {%- endfor %}
+    select cell as {{ key_col }}, is_hidden from {{ ns.prev }} as supp_{{ rounds }}
 {%- endmacro %}

@@ -375,6 +375,18 @@ def build_layer(layer: str, params: Mapping[str, Any] | None = None, **_: Any) -
     return {"layer": layer, "as_of": as_of}
 
 
+def build_on_spark(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+    """Every layer on the Spark target (KAP_ENGINE=spark), the marts read back (kap.spark.build)."""
+    from kap.transform import build as dbt_build
+    from kap.warehouse import writer_lock
+
+    as_of = _as_of_param(params)
+    conf = settings()
+    with writer_lock(conf):
+        dbt_build(conf, as_of=as_of, engine="spark")
+    return {"engine": "spark", "as_of": as_of}
+
+
 def dbt_task_group(group_id: str = "dbt_build"):
     """The task group `dbt_build`: staging -> intermediate -> marts, one `dbt build` per layer.
 
@@ -387,6 +399,17 @@ def dbt_task_group(group_id: str = "dbt_build"):
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import TaskGroup, chain
 
+    from kap.settings import engine_from_env
+
+    if engine_from_env() == "spark":
+        # One task: a Spark build is a full rebuild of every layer in one SparkSession, whose
+        # catalog lives only as long as the task's process (kap/spark.py).
+        with TaskGroup(group_id=group_id, tooltip="dbt build on Spark, every layer") as group:
+            PythonOperator(task_id="spark", python_callable=build_on_spark,
+                           execution_timeout=TIMEOUTS["dbt_layer"] * len(DBT_LAYERS),
+                           doc_md="`dbt build --target spark`: every layer on Spark from the lake, "
+                                  "the marts read back into the warehouse.")
+        return group
     with TaskGroup(group_id=group_id, tooltip="dbt build, one task per layer") as group:
         chain(*[
             PythonOperator(task_id=layer, python_callable=build_layer, op_kwargs={"layer": layer},

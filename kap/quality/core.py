@@ -118,6 +118,10 @@ def validate(settings: Settings, stage: str, run_id: str, as_of: str | None = No
     started = _utcnow()
     with writer(settings) as con:
         ensure_dq_schema(con)
+        if any(c.target == "landing.log_lake" for c in checks):
+            from kap import lake
+
+            lake.stage_check(con, settings.lake)
         now = resolve_now(con, run_id, as_of)
         log.info("validating %s: %d checks (now = %s)", stage, len(checks), now)
         results = run_checks(con, checks, run_id, now)

@@ -57,8 +57,25 @@ class CheckResult:
 _GX: dict[str, Any] = {}
 
 
+def _refuse_silent_exit() -> None:
+    """With pyspark installed (the spark extra), GX imports pyspark's connect modules, which end
+    the process with exit code 0 when `__main__` looks like a doctest run (`python -c`, a
+    here-document): checks would silently not run. Fail loudly instead."""
+    import importlib.util
+    import sys
+
+    main = sys.modules.get("__main__")
+    if (importlib.util.find_spec("pyspark") is not None and main is not None
+            and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__")
+            and not hasattr(sys, "ps1")):
+        raise RuntimeError("the data-quality checks cannot run in a `python -c` process while pyspark is "
+                           "installed (pyspark would end it silently on importing Great Expectations); "
+                           "run them from a script or `kap validate`")
+
+
 def _gx():
     if not _GX:
+        _refuse_silent_exit()
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         import great_expectations as gx
         import great_expectations.expectations as gxe

@@ -254,6 +254,12 @@ LANDING_VIEWS: dict[str, LandingView] = {v.name: v for v in (
         WHERE p.status = 'parked'
         """,
         "parked_record", "restricted.parked_records (file_id, line_number) with status parked"),
+    # The lake against the log, one row per lake table: kap.lake.stage_check fills the temp table
+    # before the landing checks run (it reads the Parquet parts; a query here cannot name them).
+    LandingView(
+        "log_lake",
+        "SELECT lake_table, log_rows, lake_rows, log_checksum, lake_checksum, lake_root FROM kap_lake_reconciliation",
+        "lake_table", "the lake (KAP_LAKE) against raw.events, raw.quarantine, raw.ingest_files, raw.knowledge_cutoffs"),
 )}
 
 # How to clear a critical condition that is in the log (shown with failures of log_* targets).

@@ -12,13 +12,7 @@
     Incremental per patient (macros/incremental.sql): every rule here reads only the patient's own
     doses, episodes and sessions, so a nightly build recomputes just the patients with an event
     ingested since the last build (delete + insert per patient); as-of builds rebuild fully. -#}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='sync_all_columns',
-    pre_hook="{{ kap_incremental_prune('patient') }}",
-    post_hook="{{ kap_incremental_mark() }}",
-) }}
+{{ kap_incremental_config('patient') }}
 -- depends_on: {{ source('raw', 'events') }}
 -- depends_on: {{ ref('int_clinic_time_zones') }}
 with doses as (

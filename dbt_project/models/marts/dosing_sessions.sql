@@ -2,13 +2,7 @@
 {#- Grain: one row per dosing session (dose_key), one dose counted once across the EHR and the
     dosing log (int_doses_unified). Incremental per patient like int_dose_series
     (macros/incremental.sql): equal to a full rebuild, cheaper on a long history. -#}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='sync_all_columns',
-    pre_hook="{{ kap_incremental_prune('patient') }}",
-    post_hook="{{ kap_incremental_mark() }}",
-) }}
+{{ kap_incremental_config('patient') }}
 -- depends_on: {{ source('raw', 'events') }}
 -- depends_on: {{ ref('int_clinic_time_zones') }}
 select

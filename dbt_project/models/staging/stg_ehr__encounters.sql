@@ -23,4 +23,4 @@ select
     {{ json_timestamp('payload', 'end_at') }} as end_at,
     recorded_at
 from {{ ref('stg_raw__current_events') }}
-where event_type like 'encounter\_%' escape '\'
+where {{ kap_starts_with('event_type', 'encounter_') }}

@@ -3,12 +3,6 @@
     Incremental (macros/incremental.sql): a nightly build re-resolves only the records with an event
     ingested since the last build (delete + insert per record; a retracted record's row is deleted
     and not re-inserted); an as-of build, or the first build after one, is a full rebuild. -#}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='sync_all_columns',
-    pre_hook="{{ kap_incremental_prune('record') }}",
-    post_hook="{{ kap_incremental_mark() }}",
-) }}
+{{ kap_incremental_config('record') }}
 
 {{ resolve_current_versions(source('raw', 'events'), kap_incremental_filter('record', 'ev')) }}
