@@ -120,6 +120,8 @@ def _register_secret(secret: str) -> None:
     from pyspark.sql import SparkSession
 
     session = SparkSession.builder.getOrCreate()
+    # dbt-spark asks the builder for the session at every statement; Spark warns each time
+    session.sparkContext.setLogLevel("ERROR")
     session.createDataFrame([("source_id_key", secret)], "name string, value string") \
         .createOrReplaceTempView(SECRETS_VIEW)
 
