@@ -110,12 +110,19 @@ def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None
 
 def step_build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
                stages: Stages | None = None):
-    from kap.transform import build
+    """dbt build on the engine of settings.engine: DuckDB (kap.transform), or Spark from the lake
+    (kap.spark; always a full rebuild, the marts read back into the warehouse)."""
+    if settings.engine == "spark":
+        from kap.spark import build
+    else:
+        from kap.transform import build
 
     on_node = None
     if stages is not None:
         def on_node(done: int, total: int, name: str) -> None:
             stages.update("build", done, total, f"{done}/{total} nodes")
+    if settings.engine == "spark":
+        return build(settings, as_of=as_of, on_node=on_node)
     return build(settings, as_of=as_of, full_refresh=full_refresh, on_node=on_node)
 
 

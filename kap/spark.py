@@ -34,6 +34,7 @@ from pathlib import Path
 
 from kap import lake
 from kap.settings import Settings
+from kap.transform import mark_spark_marts, run_dbt
 from kap.warehouse import path_for_sql, writer, writer_lock
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,6 @@ def build(settings: Settings, as_of: str | None = None, select: str | None = Non
           unit_tests: bool = False, on_node=None) -> list[str]:
     """Build on Spark and read the marts back (see the module doc); returns the marts imported."""
     from ingest.schema import SOURCE_ID_SECRET
-    from kap.transform import run_dbt
 
     _require_extra()
     with writer_lock(settings):
@@ -120,6 +120,8 @@ def _register_secret(secret: str) -> None:
     from pyspark.sql import SparkSession
 
     session = SparkSession.builder.getOrCreate()
+    # dbt-spark asks the builder for the session at every statement; Spark warns each time
+    session.sparkContext.setLogLevel("ERROR")
     session.createDataFrame([("source_id_key", secret)], "name string, value string") \
         .createOrReplaceTempView(SECRETS_VIEW)
 
@@ -150,31 +152,6 @@ def _existing_types(con, table: str, relation: str) -> dict[str, str] | None:
                        "AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
     spark_cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
     return dict(have) if [c for c, _ in have] == spark_cols else None
-
-
-#: The fingerprint a Spark import leaves in the DuckDB incremental state (macros/incremental.sql).
-SPARK_FINGERPRINT = "spark-import"
-_STATE = "staging.kap_incremental_state"
-
-
-def mark_spark_marts(con, tables: list[str]) -> None:
-    """Record in the DuckDB incremental state that Spark wrote these marts: the next DuckDB build
-    is then a --full-refresh one (kap.transform), which recreates them with DuckDB's own columns
-    instead of appending a delta to Spark's rows."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
-    con.execute(f"CREATE TABLE IF NOT EXISTS {_STATE} (model_name VARCHAR, fingerprint VARCHAR, "
-                "ingested_through VARCHAR)")
-    if tables:
-        con.execute(f"DELETE FROM {_STATE} WHERE model_name IN ({', '.join('?' for _ in tables)})", tables)
-        con.executemany(f"INSERT INTO {_STATE} VALUES (?, ?, NULL)", [[t, SPARK_FINGERPRINT] for t in tables])
-
-
-def marts_from_spark(con) -> bool:
-    """Did a Spark build write the warehouse's marts since the last DuckDB build?"""
-    have = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' "
-                       "AND table_name = 'kap_incremental_state'").fetchone()[0]
-    return bool(have) and con.execute(f"SELECT count(*) FROM {_STATE} WHERE fingerprint = ?",
-                                      [SPARK_FINGERPRINT]).fetchone()[0] > 0
 
 
 def import_marts(settings: Settings, marts_dir: Path) -> list[str]:

@@ -199,24 +199,15 @@ def run_dbt(settings: Settings, command: list[str], as_of: str | None = None,
 
 def build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
           select: str | None = None, unit_tests: bool = False,
-          indirect_selection: str | None = None, on_node: NodeProgress | None = None,
-          engine: str | None = None) -> None:
-    """`dbt build` (models and data tests) on the warehouse, as known at `as_of`.
-
-    engine: duckdb (dbt-duckdb on warehouse.duckdb) or spark (kap.spark: the same project on
-    Spark from the lake, the marts read back into the warehouse); default settings.engine.
+          indirect_selection: str | None = None, on_node: NodeProgress | None = None) -> None:
+    """`dbt build` (models and data tests) on the warehouse, as known at `as_of`: the DuckDB
+    engine (kap.spark.build is the Spark one; kap.pipeline.step_build picks by settings.engine).
     as_of: UTC timestamp 'YYYY-MM-DDTHH:MM:SS' (None = everything recorded). It also fixes "now"
     for the as-of rules (dropout), so the same events and as_of give the same marts.
     unit_tests: dbt unit tests check the SQL, not the data, so the nightly build leaves them to
     the test suite (tests/test_dbt_unit_tests.py) unless asked.
     indirect_selection: dbt's --indirect-selection for the tests of a `select` (e.g. "buildable").
     """
-    engine = engine or settings.engine
-    if engine == "spark":
-        from kap import spark
-
-        spark.build(settings, as_of=as_of, select=select, unit_tests=unit_tests, on_node=on_node)
-        return
     if not full_refresh and _marts_from_spark(settings):
         log.info("the marts were built on Spark since the last DuckDB build: this build is a full refresh")
         full_refresh = True
@@ -235,8 +226,33 @@ def build(settings: Settings, as_of: str | None = None, full_refresh: bool = Fal
     log.info("dbt build finished (as_of=%s)", as_of or "latest")
 
 
+#: The fingerprint a Spark build leaves in the DuckDB incremental state for the marts it wrote
+#: (kap.spark.import_marts; macros/incremental.sql keeps the state).
+SPARK_FINGERPRINT = "spark-import"
+_STATE = "staging.kap_incremental_state"
+
+
+def mark_spark_marts(con, tables: list[str]) -> None:
+    """Record in the DuckDB incremental state that Spark wrote these marts: the next DuckDB build
+    is then a --full-refresh one, which recreates them with DuckDB's own columns instead of
+    appending a delta to Spark's rows."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {_STATE} (model_name VARCHAR, fingerprint VARCHAR, "
+                "ingested_through VARCHAR)")
+    if tables:
+        con.execute(f"DELETE FROM {_STATE} WHERE model_name IN ({', '.join('?' for _ in tables)})", tables)
+        con.executemany(f"INSERT INTO {_STATE} VALUES (?, ?, NULL)", [[t, SPARK_FINGERPRINT] for t in tables])
+
+
+def marts_from_spark(con) -> bool:
+    """Did a Spark build write the warehouse's marts since the last DuckDB build of them?"""
+    have = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' "
+                       "AND table_name = 'kap_incremental_state'").fetchone()[0]
+    return bool(have) and con.execute(f"SELECT count(*) FROM {_STATE} WHERE fingerprint = ?",
+                                      [SPARK_FINGERPRINT]).fetchone()[0] > 0
+
+
 def _marts_from_spark(settings: Settings) -> bool:
-    from kap.spark import marts_from_spark
     from kap.warehouse import writer
 
     if not settings.warehouse.exists():
@@ -246,12 +262,11 @@ def _marts_from_spark(settings: Settings) -> bool:
 
 
 def _forget_spark_marts(settings: Settings) -> None:
-    from kap.spark import SPARK_FINGERPRINT, marts_from_spark
     from kap.warehouse import writer
 
     with writer(settings) as con:
         if marts_from_spark(con):
-            con.execute("DELETE FROM staging.kap_incremental_state WHERE fingerprint = ?", [SPARK_FINGERPRINT])
+            con.execute(f"DELETE FROM {_STATE} WHERE fingerprint = ?", [SPARK_FINGERPRINT])
 
 
 def parse(settings: Settings) -> Path:

@@ -129,7 +129,7 @@ def test_spark_marts_equal_duckdb_marts_over_two_nights(spark_homes, record_prop
 
     # the same home, engine switched back: a full-refresh DuckDB build, DuckDB's columns again
     started = time.monotonic()
-    transform.build(spark_home, engine="duckdb")
+    transform.build(spark_home)
     timings["duckdb build after spark, same home"] = time.monotonic() - started
     again = publish(spark_home, run_id="duckdb-after-spark", target=spark_home.home / "published_duckdb.duckdb")
     report = compare_published(duck, again)

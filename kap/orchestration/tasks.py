@@ -377,13 +377,13 @@ def build_layer(layer: str, params: Mapping[str, Any] | None = None, **_: Any) -
 
 def build_on_spark(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
     """Every layer on the Spark target (KAP_ENGINE=spark), the marts read back (kap.spark.build)."""
-    from kap.transform import build as dbt_build
+    from kap.spark import build as spark_build
     from kap.warehouse import writer_lock
 
     as_of = _as_of_param(params)
     conf = settings()
     with writer_lock(conf):
-        dbt_build(conf, as_of=as_of, engine="spark")
+        spark_build(conf, as_of=as_of)
     return {"engine": "spark", "as_of": as_of}
 
 
