@@ -83,8 +83,9 @@ def _present_tables(root: Path) -> list[str]:
 
 
 def build(settings: Settings, as_of: str | None = None, select: str | None = None,
-          unit_tests: bool = False, on_node=None) -> list[str]:
-    """Build on Spark and read the marts back (see the module doc); returns the marts imported."""
+          unit_tests: bool = False, data_tests: bool = True, on_node=None) -> list[str]:
+    """Build on Spark and read the marts back (see the module doc); returns the marts imported.
+    data_tests=False builds the models only (the engine comparison runs the tests once)."""
     from ingest.schema import SOURCE_ID_SECRET
 
     _require_extra()
@@ -104,7 +105,8 @@ def build(settings: Settings, as_of: str | None = None, select: str | None = Non
                                json.dumps({"root": str(settings.lake), "tables": tables, "locations": locations})],
                     engine="spark")
             _register_secret(secret)
-            command = ["build"] + ([] if unit_tests else ["--exclude", "test_type:unit"])
+            excluded = ([] if unit_tests else ["test_type:unit"]) + ([] if data_tests else ["resource_type:test"])
+            command = ["build"] + (["--exclude", " ".join(excluded)] if excluded else [])
             if select:
                 command += ["--select", select]
             run_dbt(settings, command, as_of=as_of, on_node=on_node, engine="spark",
