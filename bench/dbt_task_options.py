@@ -73,7 +73,7 @@ VARIANTS: dict[str, tuple[dict[str, str], str]] = {
                                    "KAP_COSMOS_TESTS": "build", "KAP_COSMOS_LOAD": "dbt_ls"},
                                   "as cosmos-runner-build, rendered with LoadMode.DBT_LS (dbt ls at parse, cached)"),
     "cosmos-watcher": ({"KAP_DBT_TASKS": "cosmos-model", "KAP_COSMOS_EXECUTION": "watcher",
-                        "KAP_COSMOS_TESTS": "build"},
+                        "KAP_COSMOS_TESTS": "after_each"},
                        "Cosmos ExecutionMode.WATCHER: one `dbt build` producer task, one sensor task per model"),
 }
 DEFAULT_VARIANTS = ("layer", "cosmos-runner-each", "cosmos-subprocess-each", "cosmos-runner-build",

@@ -72,6 +72,13 @@ def cosmos_task_group(group_id: str, execution_timeout) -> Any:
     # The dbt executable only for a subprocess; Cosmos refuses one beside dbtRunner (in-process).
     dbt = {"dbt_executable_path": environment_bin() / "dbt"} if invocation is InvocationMode.SUBPROCESS else {}
     profile, target = _profile()
+    execution = ExecutionMode(option("KAP_COSMOS_EXECUTION"))
+    task_args: dict[str, Any] = {"pool": POOL, "pool_slots": 1, "execution_timeout": execution_timeout}
+    setup_args = None
+    if execution is ExecutionMode.WATCHER:
+        # Only the producer (one `dbt build`) writes the warehouse; the per-model sensors only
+        # watch it, and in the one-slot pool they would wait for the producer to finish.
+        setup_args, task_args = task_args, {**task_args, "pool": "default_pool"}
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
@@ -85,8 +92,9 @@ def cosmos_task_group(group_id: str, execution_timeout) -> Any:
         profile_config=ProfileConfig(profile_name=profile, target_name=target,
                                      profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode(option("KAP_COSMOS_EXECUTION")),
+            execution_mode=execution,
             invocation_mode=invocation,
+            setup_operator_args=setup_args,
             **dbt,
         ),
         render_config=RenderConfig(
@@ -98,5 +106,5 @@ def cosmos_task_group(group_id: str, execution_timeout) -> Any:
             should_detach_multiple_parents_tests=True,
             emit_datasets=False,
         ),
-        operator_args={"pool": POOL, "pool_slots": 1, "execution_timeout": execution_timeout},
+        operator_args=task_args,
     )
