@@ -256,10 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         python = python_for(name, a)
         last_home = None
-        for k in range(0 if a.no_nights else a.repeat):
+        done = sum(1 for r in results["runs"] if r["variant"] == name)   # from an earlier invocation
+        for k in range(done, done + (0 if a.no_nights else a.repeat)):
             wait_while_running(a.wait_for)
             home = a.work / f"{name}-{k}" / "home"
-            say(f"{name}: full night {k + 1}/{a.repeat} (load {load()})")
+            say(f"{name}: full night {k + 1} (load {load()})")
             t = time.perf_counter()
             night = child(python, "night", {"home": str(home), "landing": str(landing),
                                             "env": variant_env(name, home), "timeout": a.timeout,
@@ -283,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(a.parse_repeat):
             wait_while_running(a.wait_for)
             parsed = child(python, "parse", {"home": str(parse_home), "env": variant_env(name, parse_home)},
-                           a.work / f"{name}-parse{k}.log")
-            parsed.update({"variant": name, "run": k + 1, "load": load()})
+                           a.work / f"{name}-parse{len(results['parses'])}.log")
+            parsed.update({"variant": name, "run": k + 1, "load": load(), "home": str(parse_home)})
             results["parses"].append(parsed)
             save()
             if "error" in parsed:
