@@ -4,8 +4,8 @@
     .venv-cosmos/bin/python bench/dbt_task_options.py --work /tmp/kap-dbt-options
     .venv-cosmos/bin/python bench/dbt_task_options.py --variants layer,cosmos-runner-each --repeat 1
 
-For one generated clinic (`kap generate --patients 60 --days 90 --seed 42`, the scheduled small
-clinic of bench/run_bench.py), each variant runs kap_nightly's full first night under `airflow
+For one generated clinic (`kap generate --patients 60 --days 90 --seed 42 --fault-rate 0.01`, the
+scheduled small clinic of bench/run_bench.py), each variant runs kap_nightly's full first night under `airflow
 standalone` (scheduler, LocalExecutor, parallelism 2) in a fresh KAP_HOME: unpausing makes the
 scheduler start the night by itself. Recorded per run: the night's wall seconds from queued to
 end (as Airflow records them), every task's duration, the span of the dbt task group (first dbt
@@ -180,14 +180,16 @@ def child(python: str, step: str, a: dict, log: Path) -> dict:
 # ---------------------------------------------------------------- driver
 
 def generate(landing: Path, a) -> None:
-    if (landing / ".complete").exists():
+    made = json.dumps([a.patients, a.days, a.seed, a.fault_rate])
+    if (landing / ".complete").exists() and (landing / ".complete").read_text() == made:
         return
-    say(f"generating {a.patients} patients x {a.days} days (seed {a.seed}) into {landing}")
+    say(f"generating {a.patients} patients x {a.days} days (seed {a.seed}, fault rate {a.fault_rate}) into {landing}")
     shutil.rmtree(landing, ignore_errors=True)
     subprocess.run([str(Path(a.layer_python).parent / "kap"), "generate", "--out", str(landing),
-                    "--patients", str(a.patients), "--days", str(a.days), "--seed", str(a.seed)],
+                    "--patients", str(a.patients), "--days", str(a.days), "--seed", str(a.seed),
+                    "--fault-rate", str(a.fault_rate)],
                    check=True, stdout=subprocess.DEVNULL)
-    (landing / ".complete").write_text("")
+    (landing / ".complete").write_text(made)
 
 
 def dbt_figures(tasks: list[dict]) -> dict:
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patients", type=int, default=60)
     p.add_argument("--days", type=int, default=90)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--fault-rate", type=float, default=0.01, help="as bench/run_bench.py (default %(default)s)")
     p.add_argument("--work", type=Path, default=Path("/tmp/kap-dbt-options"), help="work folder (default %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default WORK/results.json)")
     p.add_argument("--layer-python", default=str(ROOT / ".venv" / "bin" / "python"),
