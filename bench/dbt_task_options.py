@@ -209,6 +209,30 @@ def dbt_figures(tasks: list[dict]) -> dict:
             "tasks": len(tasks)}
 
 
+def table(results: dict) -> str:
+    """The measured runs and parses as a Markdown table, one row per variant, in measured order."""
+    names = list(dict.fromkeys([r["variant"] for r in results["runs"]] + [r["variant"] for r in results["parses"]]))
+    rows = ["| variant | tasks (dbt) | full night s, each run | median dbt task s | dbt group span s | "
+            "DagBag parse s, each | load before -> after | state |",
+            "|---|---:|---:|---:|---:|---:|---|---|"]
+    for name in names:
+        runs = [r for r in results["runs"] if r["variant"] == name]
+        ok = [r for r in runs if "error" not in r]
+        parses = [r for r in results["parses"] if r["variant"] == name and "error" not in r]
+        figures = [r["figures"] for r in ok if r.get("figures")]
+        tasks = ", ".join(sorted({f"{f['tasks']} ({f['dbt_tasks']})" for f in figures})) or "-"
+        state = ", ".join(r.get("state") or r.get("error", "?") for r in runs) or "-"
+        rows.append("| " + " | ".join([
+            name, tasks,
+            ", ".join(f"{r['seconds']:.0f}" for r in ok) or "-",
+            ", ".join(f"{f['dbt_median_s']:.1f}" for f in figures) or "-",
+            ", ".join(f"{f['dbt_span_s']:.0f}" for f in figures if f.get("dbt_span_s")) or "-",
+            ", ".join(f"{r['dagbag_s']:.2f}" for r in parses) or "-",
+            "; ".join(f"{r['load_before']} -> {r['load_after']}" for r in ok) or "-",
+            state]) + " |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -216,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                    help="comma-separated variant names (see --list); default %(default)s")
     p.add_argument("--list", action="store_true", help="print the variants and exit")
+    p.add_argument("--table", action="store_true", help="print the results in --out as a Markdown table and exit")
     p.add_argument("--repeat", type=int, default=2, help="full nights per variant (default 2)")
     p.add_argument("--parse-repeat", type=int, default=3, help="DagBag parses per variant (default 3)")
     p.add_argument("--no-nights", action="store_true", help="only the DAG parse figures (needs a previous night's KAP_HOME)")
@@ -242,13 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         for name, (env, what) in VARIANTS.items():
             print(f"{name:28} {what}\n{'':28} {' '.join(f'{k}={v}' for k, v in env.items())}")
         return 0
+    out_path = a.out or a.work / "results.json"
+    if a.table:
+        print(table(json.loads(out_path.read_text())))
+        return 0
     names = [n.strip() for n in a.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {', '.join(unknown)}; see --list")
 
     a.work.mkdir(parents=True, exist_ok=True)
-    out_path = a.out or a.work / "results.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {"runs": [], "parses": []}
     landing = a.work / "landing"
     generate(landing, a)
@@ -296,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             say(f"  {name} DagBag parse {k + 1}: {parsed['dagbag_s']:.2f} s ({parsed['tasks']} tasks, "
                 f"{parsed['dbt_tasks']} dbt; import errors {len(parsed['import_errors'])})")
-    say(f"results in {out_path}")
+    say(f"results in {out_path}\n{table(results)}")
     return 0
 
 
