@@ -165,6 +165,7 @@ STEPS = {"night": step_night, "parse": step_parse}
 
 def child(python: str, step: str, a: dict, log: Path) -> dict:
     """Run one step in a fresh interpreter (`python`), its output to `log`; its JSON result."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     result = log.with_suffix(".json")
     result.unlink(missing_ok=True)
     cmd = [python, str(Path(__file__).resolve()), "--_step", step, "--_args", json.dumps(a),
