@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -125,6 +126,8 @@ def step_night(a: dict) -> dict:
     from kap.orchestration.standalone import StandaloneAirflow
     from kap.settings import Settings
 
+    # SIGTERM ends the night through the context manager, so Airflow's processes stop with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     home = Path(a["home"])
     shutil.rmtree(home, ignore_errors=True)
     settings = Settings(home=home.resolve())
@@ -312,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"(median {f.get('dbt_median_s', 0):.1f} s, span {f.get('dbt_span_s') or 0:.1f} s), "
                 f"load {night['load_before']} -> {night['load_after']}")
             last_home = home
-        parse_home = last_home or max(a.work.glob(f"{name}-*/home"), default=None)
+        # the variant's last night's KAP_HOME, else any measured one (the DAG parse reads only
+        # its Airflow DB and dbt manifest)
+        parse_home = (last_home or max(a.work.glob(f"{name}-*/home"), default=None)
+                      or max(a.work.glob("*-*/home/airflow/airflow.db"), default=Path("/")).parent.parent)
+        if parse_home == Path("/"):
+            parse_home = None
         if parse_home is None:
             say(f"{name}: no KAP_HOME with a prepared Airflow DB to time the DAG parse in; skipped")
             continue
