@@ -121,6 +121,25 @@ def test_nightly_builds_dbt_one_task_per_layer_between_the_checks(dagbag):
         assert dag.task_dict[downstream].upstream_task_ids == {upstream}, downstream
 
 
+def test_dbt_tasks_are_per_layer_unless_asked_and_a_wrong_kind_is_named(monkeypatch):
+    # KAP_DBT_TASKS=cosmos-model (one task per model, astronomer-cosmos) exists only for
+    # bench/dbt_task_options.py; the product's default stays one task per layer.
+    from kap.orchestration import cosmos_tasks
+
+    monkeypatch.delenv("KAP_DBT_TASKS", raising=False)
+    assert orchestration.dbt_task_kind() == "layer"
+    monkeypatch.setenv("KAP_DBT_TASKS", "per-model")
+    with pytest.raises(ValueError, match="KAP_DBT_TASKS='per-model': expected one of layer, cosmos-model"):
+        orchestration.dbt_task_kind()
+    monkeypatch.delenv("KAP_COSMOS_TESTS", raising=False)
+    assert cosmos_tasks.option("KAP_COSMOS_TESTS") == "after_each"
+    monkeypatch.setenv("KAP_COSMOS_TESTS", "BUILD")
+    assert cosmos_tasks.option("KAP_COSMOS_TESTS") == "build"
+    monkeypatch.setenv("KAP_COSMOS_INVOCATION", "threads")
+    with pytest.raises(ValueError, match="expected one of dbt_runner, subprocess"):
+        cosmos_tasks.option("KAP_COSMOS_INVOCATION")
+
+
 def test_nightly_landing_defaults_to_kap_home_landing(dagbag, prepared_home):
     assert dagbag.dags["kap_nightly"].params["landing_dir"] == str(prepared_home.landing)
 

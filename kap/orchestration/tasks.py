@@ -36,6 +36,7 @@ TIMEOUTS: dict[str, dt.timedelta] = {
     "ingest": dt.timedelta(hours=1),
     "validate": dt.timedelta(minutes=30),
     "dbt_layer": dt.timedelta(hours=1),
+    "dbt_model": dt.timedelta(minutes=30),
     "build": dt.timedelta(hours=2),
     "publish": dt.timedelta(minutes=30),
     "report": dt.timedelta(minutes=15),
@@ -387,14 +388,27 @@ def build_on_spark(params: Mapping[str, Any] | None = None, **_: Any) -> dict[st
     return {"engine": "spark", "as_of": as_of}
 
 
+#: KAP_DBT_TASKS: how kap_nightly turns the dbt project into Airflow tasks. "layer" (the default)
+#: is one task per layer; "cosmos-model" one per model through astronomer-cosmos, an optional
+#: extra kept for bench/dbt_task_options.py, which measures both under the scheduler.
+DBT_TASK_KINDS = ("layer", "cosmos-model")
+
+
+def dbt_task_kind() -> str:
+    kind = os.environ.get("KAP_DBT_TASKS", "").strip() or DBT_TASK_KINDS[0]
+    if kind not in DBT_TASK_KINDS:
+        raise ValueError(f"KAP_DBT_TASKS={kind!r}: expected one of {', '.join(DBT_TASK_KINDS)}")
+    return kind
+
+
 def dbt_task_group(group_id: str = "dbt_build"):
     """The task group `dbt_build`: staging -> intermediate -> marts, one `dbt build` per layer.
 
     Why per layer and not per model: under the scheduler each Airflow task pays a task process,
     a DAG parse and a dbt start-up (several seconds on a busy machine), which for 40 models cost
-    minutes more than the models compute. A layer task still tells an operator where a night
-    broke (the task log lists the failing model or test by name) and a retry redoes one layer.
-    Call it inside a DAG context.
+    minutes more than the models compute (bench/NOTES.md has the per-model options measured).
+    A layer task still tells an operator where a night broke (the task log lists the failing
+    model or test by name) and a retry redoes one layer. Call it inside a DAG context.
     """
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import TaskGroup, chain
@@ -410,6 +424,11 @@ def dbt_task_group(group_id: str = "dbt_build"):
                            doc_md="`dbt build --target spark`: every layer on Spark from the lake, "
                                   "the marts read back into the warehouse.")
         return group
+    if dbt_task_kind() == "cosmos-model":
+        from kap.orchestration.cosmos_tasks import cosmos_task_group
+
+        return cosmos_task_group(group_id, execution_timeout=TIMEOUTS["dbt_model"])
+
     with TaskGroup(group_id=group_id, tooltip="dbt build, one task per layer") as group:
         chain(*[
             PythonOperator(task_id=layer, python_callable=build_layer, op_kwargs={"layer": layer},
