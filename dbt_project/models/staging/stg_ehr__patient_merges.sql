@@ -82,8 +82,9 @@ resolved as (
     select h.*
     from hop_{{ depth }} as h
     -- still retired after every hop: a cycle (or a chain longer than the depth)
+    left join direct as still on still.merged_patient_key = h.survivor_patient_key
     where h.survivor_patient_key <> h.merged_patient_key
-      and not exists (select 1 from direct as d where d.merged_patient_key = h.survivor_patient_key)
+      and still.merged_patient_key is null
 )
 
 select
