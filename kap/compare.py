@@ -17,6 +17,8 @@ from pathlib import Path
 
 import duckdb
 
+from kap.settings import limit_resources
+
 from kap.warehouse import path_for_sql
 
 DOUBLE_DIGITS = 6
@@ -138,7 +140,7 @@ def compare_published(reference: Path, candidate: Path, clinic_files: bool = Tru
             report.problems.append(f"clinic file *{suffix} exists on one side only")
         pairs += [(ref_clinics[s], cand_clinics[s]) for s in sorted(set(ref_clinics) & set(cand_clinics))]
     report.pairs = pairs
-    con = duckdb.connect()
+    con = limit_resources(duckdb.connect())
     try:
         for ref_path, cand_path in pairs:
             con.execute(f"ATTACH {path_for_sql(ref_path)} AS ref (READ_ONLY)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from kap.settings import Settings
+from kap.settings import Settings, limit_resources
 from kap.suppression import SMALL_CELL, complementary_suppression, is_small
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ def render(analytics: Path, run_id: str) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
-    con = duckdb.connect(str(analytics), read_only=True)
+    con = limit_resources(duckdb.connect(str(analytics), read_only=True))
     try:
         published = con.execute("SELECT max(published_at), max(as_of) FROM publish_runs").fetchone() \
             if _has(con, "publish_runs") else (None, None)

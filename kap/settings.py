@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,13 @@ LAKE_ENV = "KAP_LAKE"
 # The engines the dbt project builds on: DuckDB on the warehouse, or Spark on the lake.
 ENGINES = ("duckdb", "spark")
 DEFAULT_ANALYTICS_MODE = 0o640
+# DuckDB's own resources on every connection the pipeline opens (dbt's included): its buffer
+# limit, past which joins, sorts and aggregates spill to disk, and its worker threads. DuckDB's
+# default limit is 80 % of the machine, which lets one night take most of a shared server.
+DUCKDB_MEMORY_ENV = "KAP_DUCKDB_MEMORY_LIMIT"
+DUCKDB_THREADS_ENV = "KAP_DUCKDB_THREADS"
+DEFAULT_DUCKDB_MEMORY = "2GB"
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
 def limits_from_env() -> Limits:
@@ -56,6 +64,30 @@ def analytics_mode_from_env() -> int:
         raise ValueError(f"{ANALYTICS_MODE_ENV}={raw!r}: owner read/write, group at most read/write, "
                          "nothing for others (e.g. 0600 or 0640)")
     return mode
+
+
+def duckdb_resources() -> dict[str, str]:
+    """memory_limit and threads for DuckDB, from KAP_DUCKDB_MEMORY_LIMIT (default 2GB) and
+    KAP_DUCKDB_THREADS (default: the machine's cores)."""
+    memory = (os.environ.get(DUCKDB_MEMORY_ENV) or DEFAULT_DUCKDB_MEMORY).strip()
+    if not _MEMORY.match(memory):
+        raise ValueError(f"{DUCKDB_MEMORY_ENV}={memory!r} is not a size such as 2GB or 1500MB")
+    raw = (os.environ.get(DUCKDB_THREADS_ENV) or "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"{DUCKDB_THREADS_ENV}={raw!r} is not a positive whole number")
+        threads = int(raw)
+    else:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"memory_limit": memory.replace(" ", ""), "threads": str(threads)}
+
+
+def limit_resources(con, resources: dict[str, str] | None = None):
+    """Apply duckdb_resources() to an open connection (SET, so that connections to one file in
+    one process never differ in their open-time configuration). Returns the connection."""
+    for key, value in (resources or duckdb_resources()).items():
+        con.execute(f"SET {key} = '{value}'")
+    return con
 
 
 def engine_from_env() -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from kap.settings import Settings
+from kap.settings import Settings, limit_resources
 
 
 def _tables(con) -> set[str]:
@@ -45,7 +45,7 @@ def _quarantined(settings: Settings) -> str:
     if not settings.warehouse.exists():
         return "n/a (no warehouse yet)"
     try:
-        con = duckdb.connect(str(settings.warehouse), read_only=True)
+        con = limit_resources(duckdb.connect(str(settings.warehouse), read_only=True))
     except duckdb.Error:
         return "n/a (warehouse busy)"
     try:
@@ -70,7 +70,7 @@ def describe(settings: Settings) -> str:
         lines.append(f"  quarantined: {_quarantined(settings)}")
         return "\n".join(lines)
     try:
-        con = duckdb.connect(str(analytics), read_only=True)
+        con = limit_resources(duckdb.connect(str(analytics), read_only=True))
     except duckdb.Error as error:
         lines.append(f"Cannot open {analytics}: {str(error).splitlines()[0]}")
         return "\n".join(lines)
@@ -97,7 +97,7 @@ def _now_line(con, tables: set[str], settings: Settings) -> list[str]:
     basis = ""
     if settings.warehouse.exists():
         try:
-            wh = duckdb.connect(str(settings.warehouse), read_only=True)
+            wh = limit_resources(duckdb.connect(str(settings.warehouse), read_only=True))
         except duckdb.Error:
             wh = None
         if wh is not None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest import crashpoints
-from kap.settings import DBT_PROJECT_DIR, Settings
+from kap.settings import DBT_PROJECT_DIR, DUCKDB_MEMORY_ENV, DUCKDB_THREADS_ENV, Settings, duckdb_resources
 from kap.warehouse import writer_lock
 
 log = logging.getLogger(__name__)
@@ -76,16 +76,21 @@ def _common_args(settings: Settings, engine: str = "duckdb") -> list[str]:
 
 @contextmanager
 def _warehouse_env(settings: Settings) -> Iterator[None]:
-    """Point the dbt profile at this warehouse for the duration of one dbt call."""
-    previous = os.environ.get("KAP_WAREHOUSE")
-    os.environ["KAP_WAREHOUSE"] = str(settings.warehouse)
+    """Point the dbt profile at this warehouse, with the DuckDB resources every kap connection
+    gets (kap.settings.duckdb_resources), for the duration of one dbt call."""
+    resources = duckdb_resources()
+    wanted = {"KAP_WAREHOUSE": str(settings.warehouse),
+              DUCKDB_MEMORY_ENV: resources["memory_limit"], DUCKDB_THREADS_ENV: resources["threads"]}
+    previous = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("KAP_WAREHOUSE", None)
-        else:
-            os.environ["KAP_WAREHOUSE"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _log_event(event: Any) -> None:

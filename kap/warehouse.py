@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from ingest.schema import ensure_event_log
-from kap.settings import Settings
+from kap.settings import Settings, limit_resources
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ def connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConne
     """Open the warehouse. Writers must hold `writer_lock`; the schema is created on first use."""
     settings.home.mkdir(parents=True, exist_ok=True)
     if read_only:
-        return duckdb.connect(str(settings.warehouse), read_only=True)
-    con = duckdb.connect(str(settings.warehouse))
+        return limit_resources(duckdb.connect(str(settings.warehouse), read_only=True))
+    con = limit_resources(duckdb.connect(str(settings.warehouse)))
     ensure_schema(con)
     return con
 
