@@ -88,6 +88,10 @@ def find_conflicts(con: duckdb.DuckDBPyConnection, records: str | None = "_kap_r
     (parked `unknown_patient`) until the conflict is resolved. `records` None: no records (other
     sources). Returns the number of conflicting records.
     """
+    if records is not None and con.execute(
+            f"SELECT NOT EXISTS (SELECT 1 FROM {records} WHERE reason IS NULL AND NOT ignored "
+            "AND key_fhir_id IS NOT NULL)").fetchone()[0]:
+        records = None          # no Patient in these records: nothing can collide (nor a log scan)
     if records is None:
         con.execute("CREATE OR REPLACE TEMP TABLE _kap_conflicts (line_number BIGINT, is_merge BOOLEAN, detail VARCHAR)")
         con.execute("CREATE OR REPLACE TEMP TABLE _kap_merges (line_number BIGINT)")

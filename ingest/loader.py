@@ -559,8 +559,12 @@ _GUNZIP_CHUNK = 1 << 20
 
 def _check_lines(con, source: str, limits: Limits) -> None:
     """Raise LimitExceeded when a line of the loaded file is too long or, in a JSON source, nested
-    too deep. Depth is computed only for lines with more opening brackets than the limit, over the
-    brackets left once JSON strings are removed (DuckDB SQL, no Python per line)."""
+    too deep (DuckDB SQL, no Python per line). Depth is the deepest run of open brackets once JSON
+    strings are removed. It is computed only where it can pass the limit: lines with more opening
+    brackets than the limit, whose bracket skeleton is still not empty after `_PEEL` rounds of
+    removing innermost pairs ("[]", "{}"): an empty skeleton after k rounds is nested at most k deep.
+    Most FHIR lines have dozens of brackets and a depth under 10, so nearly every line stops there.
+    """
     row = con.execute("SELECT n, strlen(l) FROM _kap_lines_raw ORDER BY strlen(l) DESC, n LIMIT 1").fetchone()
     if row and row[1] > limits.max_line_bytes:
         raise LimitExceeded("line_too_long",
@@ -568,20 +572,31 @@ def _check_lines(con, source: str, limits: Limits) -> None:
     if source not in _JSON_SOURCES:
         return
     d = int(limits.max_json_depth)
+    peeled = "b"
+    for _ in range(max(0, min(_PEEL, d))):
+        peeled = f"regexp_replace({peeled}, '\\[\\]|\\{{\\}}', '', 'g')"
+    # The skeleton is computed in a subquery of its own: filters on the same level as the
+    # list_reduce were evaluated after it, for every line (1.2-1.8 s per 50k-line file).
     row = con.execute(f"""
         SELECT n, depth FROM (
-            SELECT n, list_reduce(
-                string_split(regexp_replace(regexp_replace(l, '"(?:[^"\\\\]|\\\\.)*"', '', 'g'),
-                                            '[^\\[\\]{{}}]', '', 'g'), ''),
+            SELECT n, list_reduce(string_split(b, ''),
                 lambda acc, x: CASE WHEN x IN ('[', '{{')
                                     THEN {{'c': acc.c + 1, 'm': greatest(acc.m, acc.c + 1)}}
                                     ELSE {{'c': acc.c - 1, 'm': acc.m}} END,
                 {{'c': 0, 'm': 0}}).m AS depth
-            FROM _kap_lines_raw
-            WHERE strlen(l) - strlen(replace(replace(l, '{{', ''), '[', '')) > {d}
+            FROM (
+                SELECT n, b FROM (
+                    SELECT n, regexp_replace(regexp_replace(l, '"(?:[^"\\\\]|\\\\.)*"', '', 'g'),
+                                             '[^\\[\\]{{}}]', '', 'g') AS b
+                    FROM _kap_lines_raw
+                    WHERE strlen(l) - strlen(replace(replace(l, '{{', ''), '[', '')) > {d})
+                WHERE {peeled} <> '')
         ) WHERE depth > {d} ORDER BY n LIMIT 1""").fetchone()
     if row:
         raise LimitExceeded("nesting_too_deep", f"line {row[0]} is nested {row[1]} levels deep, limit {d}")
+
+
+_PEEL = 8
 
 
 _JSON_SOURCES = ("ehr", "notes")
@@ -721,6 +736,7 @@ def _process(con, reader, ctx: Context, bad_lines: list[tuple[int, str]], ingest
                 SELECT patient_key, TRY_CAST(payload->>'$.birth_year' AS INTEGER) AS birth_year, recorded_at
                 FROM raw.events
                 WHERE event_type IN ('patient_registered', 'patient_updated')
+                  AND patient_key IN (SELECT patient_key FROM r WHERE check_time)  -- only who is checked
                 UNION ALL
                 SELECT patient_key, birth_year, recorded_at FROM r
                 WHERE birth_year IS NOT NULL AND reason IS NULL AND patient_key IS NOT NULL

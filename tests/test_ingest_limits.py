@@ -178,3 +178,68 @@ def test_library_takes_limits_as_an_argument(tmp_path):
     rejected = {f.path: f.reject_reason for f in summary.files if f.status == "rejected"}
     assert rejected[f"{DROP}/Observation.9.ndjson"] == "file_too_large"
     con.close()
+
+
+def _python_depth(line: str) -> int:
+    """Reference: the deepest nesting of brackets outside JSON strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in line:
+        if in_string:
+            escaped, in_string = (False, in_string) if escaped else (ch == "\\", ch != '"')
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+@pytest.mark.parametrize("limit", [3, 8, 9, 64])
+def test_the_depth_check_agrees_with_a_plain_count_on_wide_deep_and_quoted_lines(limit):
+    """The SQL check skips lines that cannot pass the limit; whatever it skips, its verdict on each
+    line must be a plain count's: wide but shallow FHIR-like lines (hundreds of brackets), deep
+    ones just under and over the limit, brackets inside strings and escaped quotes, broken JSON."""
+    import random
+
+    import duckdb
+
+    from ingest.limits import Limits, LimitExceeded
+    from ingest.loader import _check_lines
+
+    rng = random.Random(limit)
+    wide = '{"resourceType":"Observation","code":{"coding":[' + ",".join(
+        '{"system":"s","code":"c%d","x":[[{}]]}' % i for i in range(80)) + "]}}"
+    lines = [wide,
+             '{"a":' + "[" * (limit - 1) + "]" * (limit - 1) + "}",
+             '{"a":' + "[" * limit + "]" * limit + "}",
+             '{"a":"' + "[" * (limit + 5) + '","b":"\\"{{{{"}',
+             '{"a":' + "[{" * (limit // 2 + 3) + "}]" * (limit // 2 + 3) + "}",
+             "[" * (limit + 2),                                    # broken: never closed
+             '{"a":' + "[" * (limit + 3) + "}" * (limit + 3) + "}"]  # broken: mismatched pairs
+    for _ in range(60):    # random nestings around the limit: one deep spine with shallow siblings
+        target = rng.randint(max(1, limit - 2), limit + 2)
+        text = '"v"'
+        for level in range(target - 1):
+            siblings = [rng.choice(['"s"', "[]", "{}", '[{"a":[1]}]', '"]}["']) for _ in range(rng.randint(0, 2))]
+            items = siblings + [text]
+            rng.shuffle(items)
+            text = "[" + ",".join(items) + "]" if rng.random() < 0.5 else "{" + ",".join(
+                f'"k{i}":{v}' for i, v in enumerate(items)) + "}"
+        lines.append('{"x":' + text + "}")
+    limits = Limits(max_decompressed_bytes=1 << 30, max_expansion_ratio=100.0, max_line_bytes=1 << 24,
+                    max_json_depth=limit)
+    for line in lines:
+        con = duckdb.connect()
+        con.execute("CREATE TEMP TABLE _kap_lines_raw AS SELECT 1 AS n, ? AS l", [line])
+        expected_rejected = _python_depth(line) > limit
+        try:
+            _check_lines(con, "ehr", limits)
+            rejected = False
+        except LimitExceeded as exc:
+            rejected = True
+            assert f"nested {_python_depth(line)} levels deep" in str(exc)
+        assert rejected == expected_rejected, (limit, line[:120])
