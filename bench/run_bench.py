@@ -106,6 +106,7 @@ def step_run(a: dict) -> dict:
     logging.basicConfig(level=logging.WARNING)
     started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=1)
     marks: list[tuple[str, float]] = []
+    sampler = _StageRss()
 
     def progress(msg: str) -> None:
         m = _STAGE.match(msg)
@@ -113,6 +114,7 @@ def step_run(a: dict) -> dict:
             name = m.group(3)
             name = "ingest" if name.startswith("ingest") else name
             marks.append((name, time.perf_counter()))
+            sampler.stage = name
 
     from kap.quality import CriticalCheckFailed
 
@@ -124,6 +126,7 @@ def step_run(a: dict) -> dict:
     except CriticalCheckFailed as exc:   # the pipeline stops before publish: still a measurement
         failed = f"{marks[-1][0] if marks else '?'}: " + " ".join(str(exc).split())[:400]
     end = time.perf_counter()
+    sampler.stop()
     stages = {}
     for i, (name, at) in enumerate(marks):
         stages[name] = (marks[i + 1][1] if i + 1 < len(marks) else end) - at
@@ -135,8 +138,31 @@ def step_run(a: dict) -> dict:
         "coalesce(sum(records_quarantined), 0) FROM raw.ingest_files WHERE ingested_at >= ?",
         [started_at]).fetchone()
     con.close()
-    return {"seconds": end - t, "stages": stages, "failed": failed, "records_read": read,
-            "events_added": added, "records_quarantined": quarantined}
+    return {"seconds": end - t, "stages": stages, "stage_rss_mb": sampler.peaks, "failed": failed,
+            "records_read": read, "events_added": added, "records_quarantined": quarantined}
+
+
+class _StageRss:
+    """The process's resident memory sampled every 0.1 s from a thread, kept as the peak per stage
+    (the stage the last progress line named): which stage of a run holds the memory."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.stage = "start-up"
+        self.peaks: dict[str, float] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.1):
+            rss = _self_rss_mb()
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), rss)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def step_dags(a: dict) -> dict:
@@ -549,6 +575,12 @@ def render(res: dict, previous: dict | None) -> str:
                 L.append(f"\n**{s['patients']:,} patients, {what}: stopped by a critical data-quality check "
                          f"(publish and report not reached; the times cover the stages that ran):** "
                          f"{s[key]['failed']}")
+    if any(s["run"].get("stage_rss_mb") for s in sizes):
+        L += ["", "Peak resident memory by stage (MB; sampled every 0.1 s inside the run's process):", "",
+              "| patients | " + " | ".join(stage_names) + " |", "|---:|" + "---:|" * len(stage_names)]
+        for s in sizes:
+            rss = s["run"].get("stage_rss_mb") or {}
+            L.append(f"| {s['patients']:,} | " + " | ".join(_f(rss.get(n), 0) for n in stage_names) + " |")
     L += ["", "Targets for 10k patients x 365 days: <= 120 s, peak RSS <= 3 GB (3,072 MB). Stage seconds are "
           "timed from the pipeline's `[i/6]` progress lines (`kap.pipeline.run`, the function `kap run` "
           "calls); wall includes interpreter start-up and imports.", ""]
