@@ -162,13 +162,24 @@ def check_sql(check: Check, run_id: str, now: str | None, mart_cols: list[str] |
         select = key
     elif kind == "between":
         select = f"{key}, CAST({_quote(check.columns[0])} AS DOUBLE) AS {_quote(check.columns[0])}"
+    elif kind == "not_null":
+        # only whether a value is there matters (no value is ever shown): a 1-byte flag per row,
+        # not the value, keeps the frame small on a log of millions of events
+        select = ", ".join([key] + [f"CAST(CASE WHEN {_quote(c)} IS NOT NULL THEN 1 END AS TINYINT) AS {_quote(c)}"
+                                    for c in check.columns])
+    elif kind == "unique" and len(check.columns) == 1:
+        # equal values get equal numbers (and NULL stays NULL), so GX finds the same duplicates on a
+        # number per row instead of a 64-character id; duplicates are reported by key, never by value
+        column = _quote(check.columns[0])
+        select = f"{key}, CASE WHEN {column} IS NOT NULL THEN dense_rank() OVER (ORDER BY {column}) END AS {column}"
     else:
         select = ", ".join([key] + [_quote(c) for c in check.columns])
     sql = f"SELECT {select} FROM {relation} AS t {where}"
     if kind == "row_count_min":
         sql += f" LIMIT {max(int(float(check.params)), 1)}"
-    elif not _by_rowid(check, relations):
-        # a table's row order can change when dbt rebuilds it; the failing-key sample must not
+    elif not _by_rowid(check, relations) or (kind == "unique" and len(check.columns) == 1):
+        # a table's row order can change when dbt rebuilds it, and a window returns rows in its
+        # own order; the failing-key sample must not (a rowid orders as the table was written)
         sql += " ORDER BY _key"
     return bind(sql, run_id, now)
 
