@@ -104,16 +104,22 @@ def test_summary_reports_figures_and_dq(warehouse_with_marts):
 
 
 READER = textwrap.dedent("""
-    import json, sys, time, duckdb
-    path, seconds = sys.argv[1], float(sys.argv[2])
-    seen, errors, mixed, end = set(), [], [], time.monotonic() + seconds
-    while time.monotonic() < end:
+    import json, os, sys, time, duckdb
+    path, ready, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+    seen, errors, mixed = set(), [], []
+    open(ready, "w").close()
+    # reads until told to stop (not for a fixed time: on a loaded machine the publishes may take
+    # longer than any fixed window), then once more, so the last snapshot is read too
+    while True:
+        last = os.path.exists(stop)
         try:
             con = duckdb.connect(path, read_only=True)
         except Exception as error:   # the file does not exist before the first publish
             if "does not exist" not in str(error) and "No such file" not in str(error):
                 errors.append(str(error))
             time.sleep(0.01)
+            if last:
+                break
             continue
         try:
             runs = con.execute("SELECT DISTINCT run_id FROM publish_runs").fetchall()
@@ -126,29 +132,37 @@ READER = textwrap.dedent("""
             errors.append(str(error))
         finally:
             con.close()
+        if last:
+            break
     print(json.dumps({"seen": sorted(seen), "errors": errors, "mixed": mixed}))
 """)
 
 
-def test_readers_never_see_a_half_built_or_mixed_snapshot(warehouse_with_marts):
+def test_readers_never_see_a_half_built_or_mixed_snapshot(warehouse_with_marts, tmp_path):
     settings = warehouse_with_marts
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(settings.analytics), "6"],
+    ready, stop = tmp_path / "reader.ready", tmp_path / "reader.stop"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(settings.analytics), str(ready), str(stop)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 120
+        while not ready.exists():            # the reader is reading before the first publish
+            assert reader.poll() is None and time.monotonic() < deadline, reader.stderr.read()
+            time.sleep(0.05)
         for n in range(8):
             with writer(settings) as con:   # each run's marts differ in size
                 con.execute("INSERT INTO marts.dosing_sessions SELECT * REPLACE ('d-extra-' || "
                             f"'{n}' AS dose_key) FROM marts.dosing_sessions LIMIT 1")
             publish(settings, run_id=f"run-{n}")
             time.sleep(0.2)
-        out, err = reader.communicate(timeout=60)
+        stop.touch()
+        out, err = reader.communicate(timeout=120)
     finally:
         if reader.poll() is None:
             reader.kill()
     report = json.loads(out)
     assert report["errors"] == []
     assert report["mixed"] == []
+    assert "run-7" in report["seen"], report   # the last snapshot is read after the stop
     assert len(report["seen"]) >= 2, report   # the reader really saw snapshots change
 
 
