@@ -49,35 +49,36 @@ COSMOS_ENV = {
     "AIRFLOW__OPENLINEAGE__NAMESPACE": "kap",
 }
 
+
+def _cosmos(tests: str, invocation: str | None = "dbt_runner", **more: str) -> dict[str, str]:
+    """The environment of a per-model Cosmos variant (kap.orchestration.cosmos_tasks reads it)."""
+    env = {"KAP_DBT_TASKS": "cosmos-model", "KAP_COSMOS_TESTS": tests, **more}
+    if invocation:
+        env["KAP_COSMOS_INVOCATION"] = invocation
+    return env
+
+
 # name -> (environment for the Airflow processes, what it is)
 VARIANTS: dict[str, tuple[dict[str, str], str]] = {
     "layer": ({"KAP_DBT_TASKS": "layer"},
               "one PythonOperator per layer (staging, intermediate, marts): kap.transform.build, dbtRunner in-process"),
     "layer-cosmos-installed": ({"KAP_DBT_TASKS": "layer"},
                                "as layer, with astronomer-cosmos installed (its plugin loads in every Airflow process)"),
-    "cosmos-runner-each": ({"KAP_DBT_TASKS": "cosmos-model", "KAP_COSMOS_INVOCATION": "dbt_runner",
-                            "KAP_COSMOS_TESTS": "after_each"},
+    "cosmos-runner-each": (_cosmos("after_each"),
                            "Cosmos per model, InvocationMode.DBT_RUNNER, TestBehavior.AFTER_EACH, LoadMode.DBT_MANIFEST"),
-    "cosmos-subprocess-each": ({"KAP_DBT_TASKS": "cosmos-model", "KAP_COSMOS_INVOCATION": "subprocess",
-                                "KAP_COSMOS_TESTS": "after_each"},
+    "cosmos-subprocess-each": (_cosmos("after_each", "subprocess"),
                                "Cosmos per model, InvocationMode.SUBPROCESS, TestBehavior.AFTER_EACH, LoadMode.DBT_MANIFEST"),
-    "cosmos-subprocess-build": ({"KAP_DBT_TASKS": "cosmos-model", "KAP_COSMOS_INVOCATION": "subprocess",
-                                 "KAP_COSMOS_TESTS": "build"},
+    "cosmos-subprocess-build": (_cosmos("build", "subprocess"),
                                 "Cosmos per model, InvocationMode.SUBPROCESS, TestBehavior.BUILD, LoadMode.DBT_MANIFEST"),
-    "cosmos-runner-build": ({"KAP_DBT_TASKS": "cosmos-model", "KAP_COSMOS_INVOCATION": "dbt_runner",
-                             "KAP_COSMOS_TESTS": "build"},
+    "cosmos-runner-build": (_cosmos("build"),
                             "Cosmos per model, DBT_RUNNER, TestBehavior.BUILD (`dbt build` of the model and its tests)"),
-    "cosmos-runner-all": ({"KAP_DBT_TASKS": "cosmos-model", "KAP_COSMOS_INVOCATION": "dbt_runner",
-                           "KAP_COSMOS_TESTS": "after_all"},
+    "cosmos-runner-all": (_cosmos("after_all"),
                           "Cosmos per model, DBT_RUNNER, TestBehavior.AFTER_ALL (one test task at the end)"),
-    "cosmos-runner-build-noparse": ({"KAP_DBT_TASKS": "cosmos-model", "KAP_COSMOS_INVOCATION": "dbt_runner",
-                                     "KAP_COSMOS_TESTS": "build", "KAP_COSMOS_PARTIAL_PARSE": "0"},
+    "cosmos-runner-build-noparse": (_cosmos("build", KAP_COSMOS_PARTIAL_PARSE="0"),
                                     "as cosmos-runner-build, partial parse off (every task parses the project)"),
-    "cosmos-runner-build-dbtls": ({"KAP_DBT_TASKS": "cosmos-model", "KAP_COSMOS_INVOCATION": "dbt_runner",
-                                   "KAP_COSMOS_TESTS": "build", "KAP_COSMOS_LOAD": "dbt_ls"},
+    "cosmos-runner-build-dbtls": (_cosmos("build", KAP_COSMOS_LOAD="dbt_ls"),
                                   "as cosmos-runner-build, rendered with LoadMode.DBT_LS (dbt ls at parse, cached)"),
-    "cosmos-watcher": ({"KAP_DBT_TASKS": "cosmos-model", "KAP_COSMOS_EXECUTION": "watcher",
-                        "KAP_COSMOS_TESTS": "after_each"},
+    "cosmos-watcher": (_cosmos("after_each", None, KAP_COSMOS_EXECUTION="watcher"),
                        "Cosmos ExecutionMode.WATCHER: one `dbt build` producer task, one sensor task per model"),
 }
 DEFAULT_VARIANTS = ("layer", "cosmos-runner-each", "cosmos-subprocess-each", "cosmos-runner-build",
