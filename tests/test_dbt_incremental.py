@@ -21,7 +21,17 @@ from kap.settings import Settings
 
 CLINIC = {"patients": 60, "days": 120, "seed": 23, "fault_rate": 0.02}
 AMENDMENT = re.compile(r"(\.0*[1-9]\d*\.ndjson$)|(_amendments\.)")
-INCREMENTAL = ("stg_raw__current_events", "int_dose_series", "dosing_sessions")
+# the models a night builds as a delta (macros/incremental.sql); every other model says why not
+# in its YAML (meta.nightly)
+INCREMENTAL = {
+    "staging/stg_raw__current_events.sql",
+    "intermediate/int_doses_unified.sql", "intermediate/int_patient_episodes.sql",
+    "intermediate/int_therapy_sessions_unified.sql", "intermediate/int_dose_series.sql",
+    "intermediate/int_episode_dosing_summarised.sql", "intermediate/int_assessment_series.sql",
+    "marts/dosing_sessions.sql", "marts/therapy_sessions.sql", "marts/assessments.sql",
+    "marts/patient_outcomes.sql", "marts/dosing_safety.sql",
+}
+DELTA = "ingested_at > cast("
 
 
 def split_into_nights(generated: Path, landing: Path, share: float = 0.7) -> None:
@@ -95,6 +105,28 @@ def two_nights(tmp_path_factory) -> Path:
     return root / "landing"
 
 
+def assert_nightly_meta(settings: Settings) -> None:
+    """Every intermediate model and mart says in its YAML how a night builds it: the incremental
+    ones 'incremental ...', the others 'full rebuild: <why>'."""
+    import json
+
+    nodes = json.loads((settings.dbt_target_dir / "manifest.json").read_text())["nodes"]
+    models = {n["original_file_path"].removeprefix("models/"): n for n in nodes.values()
+              if n["resource_type"] == "model" and n["package_name"] == "kap"}
+    assert set(INCREMENTAL) <= set(models)
+    for path, node in models.items():
+        incremental = node["config"]["materialized"] == "incremental"
+        assert incremental == (path in INCREMENTAL), path
+        if path.startswith("staging/"):
+            continue
+        nightly = node["config"]["meta"].get("nightly") or node["meta"].get("nightly") or ""
+        if incremental:
+            assert nightly.startswith("incremental per patient"), (path, nightly)
+        else:
+            reason = nightly.removeprefix("full rebuild: ")
+            assert nightly.startswith("full rebuild: ") and len(reason) > 20, (path, nightly)
+
+
 def night2_changes(settings: Settings) -> dict[str, int]:
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
@@ -128,9 +160,10 @@ def test_incremental_build_after_corrections_equals_full_refresh(two_nights, tmp
     assert changes["new_records"] > 0
 
     transform.build(settings)                       # nightly: incremental
-    # the delta path really ran: only records / patients touched since the watermark
-    assert "ingested_at > cast(" in compiled_run_sql(settings, "staging/stg_raw__current_events.sql")
-    assert "ingested_at > cast(" in compiled_run_sql(settings, "intermediate/int_dose_series.sql")
+    # the delta path really ran in every incremental model: only records / patients touched since
+    # the watermark
+    assert [m for m in sorted(INCREMENTAL) if DELTA not in compiled_run_sql(settings, m)] == []
+    assert_nightly_meta(settings)
     incremental = table_checksums(settings)
 
     transform.build(settings, full_refresh=True)
@@ -140,6 +173,65 @@ def test_incremental_build_after_corrections_equals_full_refresh(two_nights, tmp
     assert {t for t in full if t.startswith("marts.")} >= {f"marts.{m}" for m in ("dosing_sessions", "integration_outcomes")}
     differing = [t for t in full if incremental[t] != full[t]]
     assert differing == []
+
+
+def write_manifest(drop: Path, transaction_time: str) -> None:
+    """A FHIR Bulk Data export manifest: its transactionTime is the drop's knowledge cutoff ("now")."""
+    import json
+
+    outputs = [{"type": f.name.split(".")[0], "url": f"https://ehr.example/bulk/{f.name}"}
+               for f in sorted(drop.glob("*.ndjson"))]
+    (drop / "manifest.json").write_text(json.dumps({
+        "transactionTime": transaction_time, "request": "https://ehr.example/fhir/$export",
+        "requiresAccessToken": True, "output": outputs, "error": []}))
+
+
+def care_phases(settings: Settings) -> dict[str, int]:
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        return dict(con.execute("select current_phase, count(*) from marts.care_pathways group by 1").fetchall())
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_a_night_where_only_time_passes_equals_full_refresh(two_nights, tmp_path):
+    """Night 3 brings no patient's record, only a later export time (and one new Practitioner):
+    "now" moves 43 days, open episodes drop out, and the incremental models recompute nobody."""
+    landing = tmp_path / "landing"
+    shutil.copytree(two_nights, landing)
+    write_manifest(landing / "ehr" / "night1", "2025-05-07T00:00:00Z")
+    write_manifest(landing / "ehr" / "night2", "2025-05-08T00:00:00Z")
+    night3 = landing / "ehr" / "night3"
+    night3.mkdir()
+    (night3 / "Practitioner.000.ndjson").write_text(
+        '{"resourceType": "Practitioner", "id": "pr-night3", "meta": {"versionId": "1", '
+        '"lastUpdated": "2025-06-19T09:00:00Z"}, "active": true}\n')
+    write_manifest(night3, "2025-06-20T00:00:00Z")
+
+    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
+    ingest(landing, settings, ("night1", "night2"))
+    transform.build(settings)
+    before = care_phases(settings)
+    ingest(landing, settings, ("night1", "night2", "night3"))
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        night3_patients = con.execute("select count(patient_key) from raw.events "
+                                      "where ingested_at = (select max(ingested_at) from raw.events)").fetchone()[0]
+        now = con.execute("select cutoff_at from raw.knowledge_cutoffs order by recorded_at desc limit 1").fetchone()[0]
+    finally:
+        con.close()
+    assert night3_patients == 0 and str(now) == "2025-06-20 00:00:00"
+
+    transform.build(settings)                       # nightly: incremental, nobody touched
+    assert [m for m in sorted(INCREMENTAL) if DELTA not in compiled_run_sql(settings, m)] == []
+    after = care_phases(settings)
+    assert after.get("dropped_out", 0) > before.get("dropped_out", 0)     # time passing mattered
+    incremental = table_checksums(settings)
+    transform.build(settings, full_refresh=True)
+    full = table_checksums(settings)
+    assert set(incremental) == set(full)
+    assert [t for t in full if incremental[t] != full[t]] == []
 
 
 @pytest.mark.slow

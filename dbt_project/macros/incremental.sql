@@ -49,7 +49,7 @@
 {% macro kap_incremental_fingerprint() -%}
     {%- set parts = [] -%}
     {%- for node in graph.nodes.values() | sort(attribute='unique_id') -%}
-        {%- if node.resource_type == 'model' and node.package_name == project_name -%}
+        {%- if node.resource_type in ('model', 'seed') and node.package_name == project_name -%}
             {%- do parts.append(node.unique_id ~ '=' ~ node.checksum.checksum) -%}
         {%- endif -%}
     {%- endfor -%}

@@ -1,3 +1,5 @@
+-- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
+-- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per outcome score (observation_id) of PHQ-9, GAD-7 or PCL-5, placed in its
     episode and compared with the episode's baseline. Definitions (DOMAIN.md section 4):
     - baseline: the last score of the instrument on or before the first dose, at most 30 days
@@ -8,7 +10,10 @@
       (PHQ-9 >= 10 per DOMAIN; GAD-7 >= 10 and PCL-5 >= 33 are our extension), or the second of
       two consecutive post-response scores that no longer meet response.
     Days are counted between the clinic's local dates (scored_date, first_dose_date: macro local_date
-    on the episode's clinic). -#}
+    on the episode's clinic).
+    Incremental per patient (macros/incremental.sql): every row is one patient's, computed from
+    that patient's records only, so a nightly build recomputes just the touched patients. -#}
+{{ kap_incremental_config('patient') }}
 with scores as (
     select
         a.observation_id,
@@ -29,6 +34,7 @@ with scores as (
         on tz.clinic_id = ep.clinic_id
     where a.instrument in ('phq9', 'gad7', 'pcl5')
       and a.score is not null
+      and {{ kap_incremental_filter('patient', 'a') }}
       and coalesce(a.observation_status, 'final') in ('final', 'amended', 'corrected')
 ),
 

@@ -1,3 +1,5 @@
+-- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
+-- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per dosing session (dose_key). THE one-dose-one-row rule (ours):
     an EHR MedicationAdministration (ketamine/esketamine) and a dosing-log row are the same
     session when they belong to the same patient and route and their start times lie within
@@ -13,7 +15,10 @@
     telehealth_supervised) comes from the dosing log; monitoring_end_at is the log's, else the end
     of the dosing Encounter (discharge; ours); without one the session is an office session (ours). Unpaired rows from either source are
     sessions of their own. dose_date is the clinic's local date of the session's start (log first;
-    macro local_date, int_clinic_time_zones). -#}
+    macro local_date, int_clinic_time_zones).
+    Incremental per patient (macros/incremental.sql): every row is one patient's, computed from
+    that patient's records only, so a nightly build recomputes just the touched patients. -#}
+{{ kap_incremental_config('patient') }}
 {%- set match_minutes = var('dose_match_hours', 12) * 60 %}
 {%- set rounds = var('dose_match_rounds', 3) %}
 with ehr as (
@@ -40,6 +45,7 @@ with ehr as (
         on tz.clinic_id = coalesce(ma.clinic_id, enc.clinic_id, pt.clinic_id)
     where ma.drug in ('ketamine', 'esketamine')
       and ma.patient_key is not null
+      and {{ kap_incremental_filter('patient', 'ma') }}
 ),
 
 dosing_log as (
@@ -52,6 +58,7 @@ dosing_log as (
     left join {{ ref('int_clinic_time_zones') }} as tz
         on tz.clinic_id = coalesce(d.clinic_id, pt.clinic_id)
     where d.patient_key is not null
+      and {{ kap_incremental_filter('patient', 'd') }}
 ),
 
 candidates as (

@@ -1,15 +1,21 @@
+-- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
+-- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per episode with at least one dose (episode_key).
     Induction completion (DOMAIN.md section 4, ours): counted on the doses of the episode's route
     (the route of dose 1): IV 6 doses within 21 days, esketamine (IN) 8 sessions in weeks 1-4
     (28 days), SL/PO/IM >= 3 dosing sessions (no time limit). "Within N days" = dose date at most
     N-1 days after the first dose's date (day 0 is the first dose). Induction is completed at the
-    start of the dose that reaches the target. -#}
+    start of the dose that reaches the target.
+    Incremental per patient (macros/incremental.sql): every row is one patient's, computed from
+    that patient's records only, so a nightly build recomputes just the touched patients. -#}
+{{ kap_incremental_config('patient') }}
 with doses as (
     select
         s.*,
         min(dose_date) over (partition by episode_key) as first_dose_date
     from {{ ref('int_dose_series') }} as s
     where episode_key is not null
+      and {{ kap_incremental_filter('patient', 's') }}
 ),
 
 route_doses as (

@@ -1,3 +1,5 @@
+-- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
+-- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per patient episode (episode_key) - one care pathway.
     Rule (ours): an episode is an EHR EpisodeOfCare. A patient with no EpisodeOfCare gets derived
     episodes: the first starts at the patient's first KAP activity - a referral to the KAP service
@@ -7,7 +9,10 @@
     starts a new one (a new induction). Each episode gets a window [window_start_at,
     window_end_at): the first of a patient starts at 1900-01-01, each window ends where the
     patient's next episode starts, so every activity falls in exactly one episode
-    (macro episode_window_join). -#}
+    (macro episode_window_join).
+    Incremental per patient (macros/incremental.sql): every row is one patient's, computed from
+    that patient's records only, so a nightly build recomputes just the touched patients. -#}
+{{ kap_incremental_config('patient') }}
 with ehr_episodes as (
     select
         episode_id as episode_key,
@@ -21,6 +26,7 @@ with ehr_episodes as (
         end_at
     from {{ ref('stg_ehr__episodes') }}
     where patient_key is not null
+      and {{ kap_incremental_filter('patient') }}
 ),
 
 patients_with_ehr_episodes as (
@@ -47,6 +53,7 @@ activity_without_episode as (
     from activity as a
     where a.patient_key is not null
       and a.activity_at is not null
+      and {{ kap_incremental_filter('patient', 'a') }}
       and a.patient_key not in (select patient_key from patients_with_ehr_episodes)
 ),
 
@@ -66,7 +73,8 @@ doses as (
         clinic_id,
         lag(start_at) over (partition by patient_key order by start_at, dose_key) as previous_dose_at
     from {{ ref('int_doses_unified') }}
-    where patient_key not in (select patient_key from patients_with_ehr_episodes)
+    where {{ kap_incremental_filter('patient') }}
+      and patient_key not in (select patient_key from patients_with_ehr_episodes)
 ),
 
 derived_starts as (

@@ -1,3 +1,5 @@
+-- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
+-- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per non-dosing session (session_key): consult, preparation, integration,
     psychotherapy, discharge. Rule (ours), the same as for doses: an EHR Encounter and a therapy
     note are one session when they share patient, local day of start (the clinic's, macro
@@ -9,7 +11,10 @@
     patient's therapy elsewhere, earlier), is not KAP care and is left out.
     note_tags (ours): adverse-event tags (ae_*) are kept only when the session starts within 72 h
     after one of the patient's doses (the integration window, DOMAIN 4) - a screening or
-    preparation note's "hypertension" is a finding, not an adverse event; risk tags always stay. -#}
+    preparation note's "hypertension" is a finding, not an adverse event; risk tags always stay.
+    Incremental per patient (macros/incremental.sql): every row is one patient's, computed from
+    that patient's records only, so a nightly build recomputes just the touched patients. -#}
+{{ kap_incremental_config('patient') }}
 with encounters as (
     select
         e.*,
@@ -23,6 +28,7 @@ with encounters as (
         on tz.clinic_id = e.clinic_id
     where e.session_type in ('consult', 'preparation', 'integration', 'psychotherapy', 'discharge')
       and e.patient_key is not null
+      and {{ kap_incremental_filter('patient', 'e') }}
 ),
 
 notes as (
@@ -37,6 +43,7 @@ notes as (
     left join {{ ref('int_clinic_time_zones') }} as tz
         on tz.clinic_id = n.clinic_id
     where n.patient_key is not null
+      and {{ kap_incremental_filter('patient', 'n') }}
 ),
 
 paired as (

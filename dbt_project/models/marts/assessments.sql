@@ -1,5 +1,9 @@
+-- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
+-- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per outcome score (observation_id) of PHQ-9, GAD-7 or PCL-5 inside an episode,
-    with its baseline comparison (int_assessment_series). -#}
+    with its baseline comparison (int_assessment_series).
+    Incremental per patient like its source (macros/incremental.sql). -#}
+{{ kap_incremental_config('patient') }}
 select
     observation_id,
     episode_key,
@@ -27,3 +31,4 @@ select
     scored_date,
     scored_at
 from {{ ref('int_assessment_series') }}
+where {{ kap_incremental_filter('patient') }}

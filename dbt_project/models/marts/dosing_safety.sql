@@ -1,3 +1,5 @@
+-- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
+-- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per dosing session (dose_key). Safety monitoring (DOMAIN.md sections 2 and 4):
     - bp_readings: how many of the three BP readings (pre, ~40 min, discharge) are complete pairs;
     - max_systolic_rise / max_diastolic_rise: highest of the 40-min and discharge reading minus the
@@ -13,9 +15,13 @@
       discharge BP, >= 30 min after the injection, SpO2); SL/PO in the office (pre and discharge
       BP, >= 60 min after the dose); SL/PO at home or telehealth-supervised: excluded from the
       rate (is_monitoring_complete null). A session no rule matches is not complete (ours).
-      monitoring_gaps lists the unmet requirements. -#}
+      monitoring_gaps lists the unmet requirements.
+    Incremental per patient (macros/incremental.sql): a dose and its adverse events are one
+    patient's; the monitoring_protocols seed is in the build fingerprint. -#}
+{{ kap_incremental_config('patient') }}
 with doses as (
     select * from {{ ref('int_dose_series') }}
+    where {{ kap_incremental_filter('patient') }}
 ),
 
 protocols as (

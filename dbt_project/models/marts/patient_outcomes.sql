@@ -1,3 +1,5 @@
+-- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
+-- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per patient episode and instrument (episode_key, instrument) with at least one
     score of PHQ-9, GAD-7 or PCL-5 in the episode. Definitions: DOMAIN.md section 4 (per-score
     flags in int_assessment_series):
@@ -14,9 +16,12 @@
       score after the first dose) or 'assessed'. Unknown is not "no": is_responder, has_relapse,
       durability_days, pct_change_* and days_to_response are null unless 'assessed';
       is_remitter and days_to_remission (no baseline needed) are null without a post-dose score.
-      Rates use the assessed episodes as their denominator. -#}
+      Rates use the assessed episodes as their denominator.
+    Incremental per patient (macros/incremental.sql): an episode is one patient's. -#}
+{{ kap_incremental_config('patient') }}
 with series as (
     select * from {{ ref('int_assessment_series') }}
+    where {{ kap_incremental_filter('patient') }}
 ),
 
 ranked as (

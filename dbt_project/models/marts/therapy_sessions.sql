@@ -1,5 +1,9 @@
+-- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
+-- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per non-dosing session (session_key): consult, preparation, integration,
-    psychotherapy, discharge; one session counted once across Encounters and therapy notes. -#}
+    psychotherapy, discharge; one session counted once across Encounters and therapy notes.
+    Incremental per patient like its source (macros/incremental.sql). -#}
+{{ kap_incremental_config('patient') }}
 select
     session_key,
     episode_key,
@@ -24,3 +28,4 @@ select
     start_at,
     end_at
 from {{ ref('int_therapy_sessions_unified') }}
+where {{ kap_incremental_filter('patient') }}
