@@ -85,47 +85,107 @@
     {{ return("cast('" ~ rows[0][0] ~ "' as " ~ dbt.type_timestamp() ~ ")") }}
 {%- endmacro %}
 
-{#- SQL for the entities touched since `watermark`, as a comparable key (see the header). -#}
+{#- SQL for the entities touched since `watermark`, as a comparable key (see the header).
+    Patients: the whole chart-merge group of each touched patient (every key whose survivor is the
+    survivor of a touched key), so that filtering a staging view on the key a record was sent with
+    (record_patient_key) selects exactly the rows a filter on the survivor key would. A build
+    computes this set once (stg_raw__touched_patients) and the models read it as a literal list,
+    which DuckDB pushes down into the scan of the event log; without a usable set the SQL is inlined. -#}
 {% macro kap_touched_keys(kind, watermark) -%}
-    {%- set events = source('raw', 'events') -%}
     {%- if kind == 'record' -%}
-    select distinct source || '|' || source_record_id from {{ events }} where ingested_at > {{ watermark }}
+    select distinct source || '|' || source_record_id from {{ source('raw', 'events') }} where ingested_at > {{ watermark }}
     {%- elif kind == 'patient' -%}
-    {%- set raw_keys -%}
-    select distinct ev.patient_key
-    from {{ events }} as ev
-    inner join (
-        select distinct source, source_record_id from {{ events }} where ingested_at > {{ watermark }}
-    ) as touched
-        on touched.source = ev.source and touched.source_record_id = ev.source_record_id
-    where ev.patient_key is not null
-    {%- endset -%}
-    {#- a touched key touches its chart-merge partners too (stg_ehr__patient_merges): rows move
-        between the retired and the surviving key when a link arrives -#}
-    {{ raw_keys }}
-    union
-    select m.survivor_patient_key from {{ ref('stg_ehr__patient_merges') }} as m
-    where m.merged_patient_key in ({{ raw_keys }})
-    union
-    select m.merged_patient_key from {{ ref('stg_ehr__patient_merges') }} as m
-    where m.survivor_patient_key in ({{ raw_keys }})
+    {%- set listed = kap_touched_patients_listed(watermark) -%}
+    {%- if listed is not none -%}{{ listed }}{%- else -%}{{ kap_touched_patients_sql(watermark) }}{%- endif -%}
     {%- else -%}
     {{ exceptions.raise_compiler_error("kap_touched_keys: kind must be record or patient, got " ~ kind) }}
     {%- endif -%}
 {%- endmacro %}
 
-{% macro kap_entity_key(kind, alias=none) -%}
-    {%- set p = (alias ~ '.') if alias else '' -%}
-    {%- if kind == 'record' -%}{{ p }}source || '|' || {{ p }}source_record_id{%- else -%}{{ p }}patient_key{%- endif -%}
+{#- The merge-group-closed patient keys with an event version of a record ingested after `watermark`
+    (any version: a correction moving a record to another patient touches both). -#}
+{% macro kap_touched_patients_sql(watermark) -%}
+    {%- set events = source('raw', 'events') -%}
+    {%- set merges = ref('stg_ehr__patient_merges') -%}
+    with kap_raw_keys as (
+        select distinct ev.patient_key
+        from {{ events }} as ev
+        inner join (
+            select distinct source, source_record_id from {{ events }} where ingested_at > {{ watermark }}
+        ) as touched
+            on touched.source = ev.source and touched.source_record_id = ev.source_record_id
+        where ev.patient_key is not null
+    ),
+    kap_survivors as (
+        select distinct coalesce(m.survivor_patient_key, r.patient_key) as patient_key
+        from kap_raw_keys as r
+        left join {{ merges }} as m on m.merged_patient_key = r.patient_key
+    )
+    select patient_key from kap_survivors
+    union
+    select m.merged_patient_key from {{ merges }} as m
+    where m.survivor_patient_key in (select patient_key from kap_survivors)
 {%- endmacro %}
 
-{#- A predicate for the model's input rows: true in a FULL build, the touched entities in a DELTA. -#}
-{% macro kap_incremental_filter(kind, alias=none) -%}
+{#- Above this many touched patients the list is not inlined (the set is read as a subquery). -#}
+{% macro kap_touched_list_max() -%}{{ return(20000) }}{%- endmacro %}
+
+{#- The touched patients as a SQL list (or a subquery when long) from stg_raw__touched_patients when
+    that table was built in this build for a watermark at or before `watermark` (so it holds every
+    patient this model needs; recomputing more patients gives the same rows); else none. -#}
+{% macro kap_touched_patients_listed(watermark) -%}
+    {%- if not execute -%}{{ return(none) }}{%- endif -%}
+    {%- set cache = ref('stg_raw__touched_patients') -%}
+    {%- if adapter.get_relation(database=cache.database, schema=cache.schema, identifier=cache.identifier) is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set valid = run_query("select count(*) from " ~ cache ~ " where patient_key is null and touched_since <= "
+                              ~ watermark ~ " and through = (select max(ingested_at) from " ~ source('raw', 'events') ~ ")") -%}
+    {%- if valid.rows[0][0] != 1 -%}{{ return(none) }}{%- endif -%}
+    {%- set keys = run_query("select patient_key from " ~ cache ~ " where patient_key is not null order by 1").columns[0].values() -%}
+    {%- if keys | length == 0 -%}
+        {{ return("select cast(null as " ~ dbt.type_string() ~ ") where 1 = 0") }}
+    {%- elif keys | length > kap_touched_list_max() | int -%}
+        {{ return("select patient_key from " ~ cache ~ " where patient_key is not null") }}
+    {%- endif -%}
+    {%- set quoted = [] -%}
+    {%- for key in keys -%}{%- do quoted.append("'" ~ (key | replace("'", "''")) ~ "'") -%}{%- endfor -%}
+    {{ return(quoted | join(', ')) }}
+{%- endmacro %}
+
+{#- The earliest watermark of the patient models' current builds (none when none can be a delta):
+    stg_raw__touched_patients computes the touched set from it. -#}
+{% macro kap_touched_since() -%}
+    {%- if not execute or target.type != 'duckdb' or kap_as_of() is not none -%}{{ return(none) }}{%- endif -%}
+    {%- set names = [] -%}
+    {%- for node in graph.nodes.values() -%}
+        {%- if node.resource_type == 'model' and node.package_name == project_name
+              and "kap_incremental_prune('patient')" in (node.config.get('pre-hook', []) | map(attribute='sql') | join(' ')) -%}
+            {%- do names.append("'" ~ node.name ~ "'") -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- do kap_incremental_ensure_state() -%}
+    {%- set rows = run_query("select min(ingested_through) from " ~ kap_incremental_state_relation()
+                             ~ " where fingerprint = '" ~ kap_incremental_fingerprint() ~ "' and model_name in ("
+                             ~ names | join(', ') ~ ")").rows -%}
+    {%- if names | length == 0 or rows[0][0] is none -%}{{ return(none) }}{%- endif -%}
+    {{ return("cast('" ~ rows[0][0] ~ "' as " ~ dbt.type_timestamp() ~ ")") }}
+{%- endmacro %}
+
+{% macro kap_entity_key(kind, alias=none, column=none) -%}
+    {%- set p = (alias ~ '.') if alias else '' -%}
+    {%- if kind == 'record' -%}{{ p }}source || '|' || {{ p }}source_record_id{%- else -%}{{ p }}{{ column or 'patient_key' }}{%- endif -%}
+{%- endmacro %}
+
+{#- A predicate for the model's input rows: true in a FULL build, the touched entities in a DELTA.
+    On a staging view pass column='record_patient_key' (the key the record was sent with): a
+    filter on it reaches the event log's scan, one on the survivor key does not. -#}
+{% macro kap_incremental_filter(kind, alias=none, column=none) -%}
     {%- set watermark = kap_incremental_watermark() -%}
     {%- if watermark is none -%}
     1 = 1
     {%- else -%}
-    {{ kap_entity_key(kind, alias) }} in ({{ kap_touched_keys(kind, watermark) }})
+    {{ kap_entity_key(kind, alias, column) }} in ({{ kap_touched_keys(kind, watermark) }})
     {%- endif -%}
 {%- endmacro %}
 

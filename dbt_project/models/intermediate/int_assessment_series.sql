@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_raw__touched_patients') }} (the patients a delta build recomputes)
 -- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
 -- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per outcome score (observation_id) of PHQ-9, GAD-7 or PCL-5, placed in its
@@ -34,7 +35,7 @@ with scores as (
         on tz.clinic_id = ep.clinic_id
     where a.instrument in ('phq9', 'gad7', 'pcl5')
       and a.score is not null
-      and {{ kap_incremental_filter('patient', 'a') }}
+      and {{ kap_incremental_filter('patient', 'a', 'record_patient_key') }}
       and coalesce(a.observation_status, 'final') in ('final', 'amended', 'corrected')
 ),
 

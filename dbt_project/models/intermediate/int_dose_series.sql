@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_raw__touched_patients') }} (the patients a delta build recomputes)
 -- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
 {#- Grain: one row per dosing session (dose_key), placed in its episode and numbered.
     Rules (ours, from DOMAIN.md section 4):

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_raw__touched_patients') }} (the patients a delta build recomputes)
 -- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
 -- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per dosing session (dose_key). THE one-dose-one-row rule (ours):
@@ -45,7 +46,7 @@ with ehr as (
         on tz.clinic_id = coalesce(ma.clinic_id, enc.clinic_id, pt.clinic_id)
     where ma.drug in ('ketamine', 'esketamine')
       and ma.patient_key is not null
-      and {{ kap_incremental_filter('patient', 'ma') }}
+      and {{ kap_incremental_filter('patient', 'ma', 'record_patient_key') }}
 ),
 
 dosing_log as (
@@ -58,7 +59,7 @@ dosing_log as (
     left join {{ ref('int_clinic_time_zones') }} as tz
         on tz.clinic_id = coalesce(d.clinic_id, pt.clinic_id)
     where d.patient_key is not null
-      and {{ kap_incremental_filter('patient', 'd') }}
+      and {{ kap_incremental_filter('patient', 'd', 'record_patient_key') }}
 ),
 
 candidates as (
@@ -160,6 +161,7 @@ bp_readings as (
         and v.patient_key = p.patient_key
     where p.administration_id is not null
       and v.measure = 'blood_pressure'
+      and {{ kap_incremental_filter('patient', 'v', 'record_patient_key') }}
 ),
 
 bp_middle as (
@@ -202,6 +204,7 @@ ehr_other_vitals as (
         and v.patient_key = p.patient_key
     where p.administration_id is not null
       and v.measure in ('spo2', 'heart_rate')
+      and {{ kap_incremental_filter('patient', 'v', 'record_patient_key') }}
     group by p.administration_id
 )
 

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_raw__touched_patients') }} (the patients a delta build recomputes)
 -- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
 -- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per patient episode (episode_key) - one care pathway.
@@ -26,7 +27,7 @@ with ehr_episodes as (
         end_at
     from {{ ref('stg_ehr__episodes') }}
     where patient_key is not null
-      and {{ kap_incremental_filter('patient') }}
+      and {{ kap_incremental_filter('patient', column='record_patient_key') }}
 ),
 
 patients_with_ehr_episodes as (
@@ -34,18 +35,21 @@ patients_with_ehr_episodes as (
 ),
 
 activity as (
+    -- each branch reads only the touched patients in a delta build (macros/incremental.sql)
     select patient_key, referred_at as activity_at, clinic_id from {{ ref('stg_ehr__referrals') }}
-    where is_kap_referral
+    where is_kap_referral and {{ kap_incremental_filter('patient', column='record_patient_key') }}
     union all
     select patient_key, start_at, clinic_id from {{ ref('stg_ehr__encounters') }}
-    where session_type in ('consult', 'preparation', 'dosing', 'integration', 'discharge')
+    where session_type in ('consult', 'preparation', 'dosing', 'integration', 'discharge') and {{ kap_incremental_filter('patient', column='record_patient_key') }}
     union all
     select patient_key, start_at, clinic_id from {{ ref('stg_ehr__appointments') }}
-    where session_type in ('consult', 'preparation', 'dosing', 'integration', 'discharge')
+    where session_type in ('consult', 'preparation', 'dosing', 'integration', 'discharge') and {{ kap_incremental_filter('patient', column='record_patient_key') }}
     union all
     select patient_key, start_at, clinic_id from {{ ref('stg_notes__therapy_notes') }}
+    where {{ kap_incremental_filter('patient', column='record_patient_key') }}
     union all
     select patient_key, start_at, clinic_id from {{ ref('int_doses_unified') }}
+    where {{ kap_incremental_filter('patient') }}
 ),
 
 activity_without_episode as (
@@ -53,7 +57,6 @@ activity_without_episode as (
     from activity as a
     where a.patient_key is not null
       and a.activity_at is not null
-      and {{ kap_incremental_filter('patient', 'a') }}
       and a.patient_key not in (select patient_key from patients_with_ehr_episodes)
 ),
 

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_raw__touched_patients') }} (the patients a delta build recomputes)
 -- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
 -- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per non-dosing session (session_key): consult, preparation, integration,
@@ -28,7 +29,7 @@ with encounters as (
         on tz.clinic_id = e.clinic_id
     where e.session_type in ('consult', 'preparation', 'integration', 'psychotherapy', 'discharge')
       and e.patient_key is not null
-      and {{ kap_incremental_filter('patient', 'e') }}
+      and {{ kap_incremental_filter('patient', 'e', 'record_patient_key') }}
 ),
 
 notes as (
@@ -43,7 +44,7 @@ notes as (
     left join {{ ref('int_clinic_time_zones') }} as tz
         on tz.clinic_id = n.clinic_id
     where n.patient_key is not null
-      and {{ kap_incremental_filter('patient', 'n') }}
+      and {{ kap_incremental_filter('patient', 'n', 'record_patient_key') }}
 ),
 
 paired as (

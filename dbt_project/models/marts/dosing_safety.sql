@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_raw__touched_patients') }} (the patients a delta build recomputes)
 -- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
 -- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per dosing session (dose_key). Safety monitoring (DOMAIN.md sections 2 and 4):
@@ -68,6 +69,7 @@ adverse as (
     inner join {{ ref('stg_ehr__adverse_events') }} as ae
         on ae.patient_key = d.patient_key
         and {{ local_date('ae.adverse_event_at', 'tz.time_zone') }} = d.dose_date
+        and {{ kap_incremental_filter('patient', 'ae', 'record_patient_key') }}
     group by d.dose_key
 ),
 

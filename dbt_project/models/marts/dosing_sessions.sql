@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_raw__touched_patients') }} (the patients a delta build recomputes)
 -- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
 {#- Grain: one row per dosing session (dose_key), one dose counted once across the EHR and the
     dosing log (int_doses_unified). Incremental per patient like int_dose_series

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_raw__touched_patients') }} (the patients a delta build recomputes)
 -- depends_on: {{ ref('stg_ehr__patient_merges') }} (delta builds also recompute chart-merge partners)
 -- depends_on: {{ source('raw', 'events') }}
 {#- Grain: one row per patient episode and instrument (episode_key, instrument) with at least one

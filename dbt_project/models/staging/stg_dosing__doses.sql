@@ -3,6 +3,7 @@
 select
     {{ source_key('dosing', json_text('payload', 'dosing_id')) }} as dosing_id,
     {{ kap_survivor_key('patient_key') }} as patient_key,
+    patient_key as record_patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'clinician_id') }} as clinician_id,
     upper({{ json_text('payload', 'route') }}) as route,

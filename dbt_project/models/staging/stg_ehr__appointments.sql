@@ -5,6 +5,7 @@
 select
     {{ source_key('Appointment', json_text('payload', 'appointment_id')) }} as appointment_id,
     {{ kap_survivor_key('patient_key') }} as patient_key,
+    patient_key as record_patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'practitioner_id') }} as practitioner_id,
     {{ json_text('payload', 'session_type') }} as session_type,

@@ -1,6 +1,7 @@
 select
     {{ source_key('Condition', json_text('payload', 'condition_id')) }} as condition_id,
     {{ kap_survivor_key('patient_key') }} as patient_key,
+    patient_key as record_patient_key,
     {{ json_text('payload', 'code_system') }} as code_system,
     {{ json_text('payload', 'code') }} as condition_code,
     {{ json_text('payload', 'category') }} as category,

@@ -5,6 +5,7 @@
 select
     {{ source_key('Encounter', json_text('payload', 'encounter_id')) }} as encounter_id,
     {{ kap_survivor_key('patient_key') }} as patient_key,
+    patient_key as record_patient_key,
     {{ source_key('Appointment', json_text('payload', 'appointment_id')) }} as appointment_id,
     {{ source_key('EpisodeOfCare', json_text('payload', 'episode_id')) }} as episode_id,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,

@@ -2,6 +2,7 @@
 select
     {{ source_key('EpisodeOfCare', json_text('payload', 'episode_id')) }} as episode_id,
     {{ kap_survivor_key('patient_key') }} as patient_key,
+    patient_key as record_patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     lower({{ json_text('payload', 'status') }}) as episode_status,
     event_type = 'episode_closed' as is_closed,

@@ -3,6 +3,7 @@
 select
     {{ source_key('MedicationAdministration', json_text('payload', 'administration_id')) }} as administration_id,
     {{ kap_survivor_key('patient_key') }} as patient_key,
+    patient_key as record_patient_key,
     {{ source_key('Encounter', json_text('payload', 'encounter_id')) }} as encounter_id,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     lower({{ json_text('payload', 'drug') }}) as drug,

@@ -20,6 +20,7 @@ with versions as (
 
 select
     {{ kap_survivor_key('patient_key') }} as patient_key,
+    patient_key as record_patient_key,
     source_record_id,
     clinic_id,
     gender,

@@ -5,6 +5,7 @@
 select
     {{ source_key('ServiceRequest', json_text('payload', 'referral_id')) }} as referral_id,
     {{ kap_survivor_key('patient_key') }} as patient_key,
+    patient_key as record_patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'status') }} as referral_status,
     {{ json_text('payload', 'code') }} as referral_code,

@@ -3,6 +3,7 @@
 select
     {{ source_key('note', json_text('payload', 'note_id')) }} as note_id,
     {{ kap_survivor_key('patient_key') }} as patient_key,
+    patient_key as record_patient_key,
     {{ json_text('payload', 'clinic_id') }} as clinic_id,
     {{ json_text('payload', 'therapist_id') }} as therapist_id,
     lower({{ json_text('payload', 'session_type') }}) as session_type,
