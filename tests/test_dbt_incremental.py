@@ -242,6 +242,62 @@ def test_a_night_where_only_time_passes_equals_full_refresh(two_nights, tmp_path
     assert [t for t in full if incremental[t] != full[t]] == []
 
 
+def _patient_version(landing: Path, index: int, version: str, updated: str, link: list | None) -> dict:
+    """A later version of the index-th Patient of night 1, with or without a Patient.link."""
+    import json
+
+    lines = (landing / "ehr" / "night1" / "Patient.000.ndjson").read_text().splitlines()
+    resource = json.loads(lines[index])
+    resource["meta"] = {"versionId": version, "lastUpdated": updated}
+    resource.pop("link", None)
+    if link:
+        resource["link"] = link
+    return resource
+
+
+def _merge_count(settings: Settings) -> int:
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        return con.execute("select count(*) from staging.stg_ehr__patient_merges").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_a_chart_merge_and_its_undoing_equal_full_refresh(two_nights, tmp_path):
+    """Night 3 merges one chart into another (Patient.link replaced-by); night 4 sends the retired
+    chart again without the link. Each night's delta moves the rows of both charts, as a full
+    rebuild does."""
+    import json
+
+    landing = tmp_path / "landing"
+    shutil.copytree(two_nights, landing)
+    first = _patient_version(landing, 0, "1", "2025-01-01T00:00:00Z", None)
+    survivor = json.loads((landing / "ehr" / "night1" / "Patient.000.ndjson").read_text().splitlines()[1])
+    merge = [{"other": {"reference": f"Patient/{survivor['id']}"}, "type": "replaced-by"}]
+    for night, version, updated, link in (("night3", "7", "2025-06-01T00:00:00Z", merge),
+                                          ("night4", "8", "2025-06-02T00:00:00Z", None)):
+        drop = landing / "ehr" / night
+        drop.mkdir()
+        (drop / "Patient.000.ndjson").write_text(json.dumps(_patient_version(landing, 0, version, updated, link)) + "\n")
+    assert first["id"] != survivor["id"]
+
+    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
+    ingest(landing, settings, ("night1", "night2"))
+    transform.build(settings)
+    arrived: tuple[str, ...] = ("night1", "night2")
+    for night, merges in (("night3", 1), ("night4", 0)):
+        arrived += (night,)
+        ingest(landing, settings, arrived)
+        transform.build(settings)                   # nightly: incremental
+        assert is_delta(compiled_run_sql(settings, "intermediate/int_doses_unified.sql"))
+        assert _merge_count(settings) == merges, night
+        incremental = table_checksums(settings)
+        transform.build(settings, full_refresh=True)
+        full = table_checksums(settings)
+        assert [t for t in full if incremental.get(t) != full[t]] == [], night
+
+
 @pytest.mark.slow
 def test_build_after_an_as_of_build_equals_full_refresh(two_nights, tmp_path):
     settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()

@@ -103,18 +103,35 @@
 {%- endmacro %}
 
 {#- The merge-group-closed patient keys with an event version of a record ingested after `watermark`
-    (any version: a correction moving a record to another patient touches both). -#}
+    (any version: a correction moving a record to another patient touches both), and the charts
+    any version of a touched Patient links to (a merge added or undone moves rows between them). -#}
 {% macro kap_touched_patients_sql(watermark) -%}
     {%- set events = source('raw', 'events') -%}
     {%- set merges = ref('stg_ehr__patient_merges') -%}
-    with kap_raw_keys as (
-        select distinct ev.patient_key
+    with kap_touched_versions as (
+        select ev.patient_key, ev.event_type, ev.payload
         from {{ events }} as ev
         inner join (
             select distinct source, source_record_id from {{ events }} where ingested_at > {{ watermark }}
         ) as touched
             on touched.source = ev.source and touched.source_record_id = ev.source_record_id
-        where ev.patient_key is not null
+    ),
+    kap_linked_ids as (
+        -- the charts any version of a touched Patient links to: a link added, changed or removed
+        -- tonight moves rows from or to them
+        select {{ json_text('payload', 'replaced_by_id') }} as other_id from kap_touched_versions
+        where event_type in ('patient_registered', 'patient_updated')
+        union
+        select {{ json_text('payload', 'replaces_id') }} from kap_touched_versions
+        where event_type in ('patient_registered', 'patient_updated')
+    ),
+    kap_raw_keys as (
+        select patient_key from kap_touched_versions where patient_key is not null
+        union
+        select c.patient_key
+        from kap_linked_ids as l
+        inner join {{ events }} as c on c.source_record_id = 'Patient/' || l.other_id
+        where l.other_id is not null and c.patient_key is not null
     ),
     kap_survivors as (
         select distinct coalesce(m.survivor_patient_key, r.patient_key) as patient_key
