@@ -1,10 +1,11 @@
 """Incremental dbt builds equal full rebuilds (macros/incremental.sql).
 
-A generated clinic is split into two nightly drops: night 1 holds the first 70 % of every base
-export file, night 2 the rest (new records, new patients) plus every amendment file (re-exported
-FHIR versions, entered-in-error resources, amended and voided dosing rows, amended notes). After
-night 2 the incremental build must give exactly the tables a --full-refresh build gives, and an
-as-of build must never leave the incremental tables behind.
+A generated clinic is split into two nightly drops: night 1 holds the clinics (Organization,
+Location) and the first 70 % of every other base export file, night 2 the rest (new records, new
+patients) plus every amendment file (re-exported FHIR versions, entered-in-error resources,
+amended and voided dosing rows, amended notes). After night 2 the incremental build must give
+exactly the tables a --full-refresh build gives, and an as-of build must never leave the
+incremental tables behind.
 """
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ def split_into_nights(generated: Path, landing: Path, share: float = 0.7) -> Non
         night2.parent.mkdir(parents=True, exist_ok=True)
         if AMENDMENT.search(path.name):
             shutil.copyfile(path, night2)
+            continue
+        if path.name.startswith(("Organization.", "Location.")):
+            # the clinics arrive before their patients: a clinic's time zone arriving later re-dates
+            # patients who sent nothing and makes the next build full (tested on its own below)
+            shutil.copyfile(path, night1)
             continue
         lines = path.read_bytes().splitlines(keepends=True)
         header = lines[:1] if path.suffix == ".csv" else []
@@ -296,6 +302,39 @@ def test_a_chart_merge_and_its_undoing_equal_full_refresh(two_nights, tmp_path):
         transform.build(settings, full_refresh=True)
         full = table_checksums(settings)
         assert [t for t in full if incremental.get(t) != full[t]] == [], night
+
+
+@pytest.mark.slow
+def test_a_clinic_time_zone_arriving_equals_full_refresh(two_nights, tmp_path):
+    """Night 3 sends a clinic's Organization again with another FHIR timezone extension: every
+    local date of its patients moves, none of whom sent a record, so the next build is full."""
+    import json
+
+    landing = tmp_path / "landing"
+    shutil.copytree(two_nights, landing)
+    organization = json.loads((landing / "ehr" / "night1" / "Organization.000.ndjson").read_text().splitlines()[0])
+    organization["meta"] = {"versionId": "9", "lastUpdated": "2025-06-01T00:00:00Z"}
+    organization["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/timezone",
+                                  "valueCode": "Pacific/Kiritimati"}]
+    (landing / "ehr" / "night3").mkdir()
+    (landing / "ehr" / "night3" / "Organization.000.ndjson").write_text(json.dumps(organization) + "\n")
+
+    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
+    ingest(landing, settings, ("night1", "night2"))
+    transform.build(settings)
+    ingest(landing, settings, ("night1", "night2", "night3"))
+    transform.build(settings)
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        zone = con.execute("select time_zone from intermediate.int_clinic_time_zones where clinic_id = ?",
+                           [organization["id"]]).fetchone()[0]
+    finally:
+        con.close()
+    assert zone == "Pacific/Kiritimati"
+    incremental = table_checksums(settings)
+    transform.build(settings, full_refresh=True)
+    full = table_checksums(settings)
+    assert [t for t in full if incremental.get(t) != full[t]] == []
 
 
 @pytest.mark.slow

@@ -2,8 +2,8 @@
 
     Each incremental model keeps a row in staging.kap_incremental_state: a fingerprint of what it
     was built with (the checksums of the project's model files, the vars, as_of, the time-zone
-    settings KAP_TIMEZONE / KAP_CLINIC_TIMEZONES; macro code is not in the
-    dbt graph: after changing a macro, build once with --full-refresh) and the event log's
+    settings KAP_TIMEZONE / KAP_CLINIC_TIMEZONES and the zones in force in int_clinic_time_zones;
+    macro code is not in the dbt graph: after changing a macro, build once with --full-refresh) and the event log's
     max(ingested_at) at that build ("ingested_through"). A build is a DELTA only when
       - the table exists and --full-refresh is not given (dbt's is_incremental()),
       - var as_of is not set (an as-of replay is always a full rebuild), and
@@ -22,7 +22,7 @@
         config(materialized='incremental', incremental_strategy='append',
                on_schema_change='sync_all_columns',
                pre_hook="{{ kap_incremental_prune('patient') }}",
-               post_hook="{{ kap_incremental_mark() }}"))
+               post_hook="{{ kap_incremental_mark('patient') }}"))
     and `where {{ kap_incremental_filter('patient', 'alias') }}` where the model reads its input.
 
     On Spark the same models are tables, rebuilt in full on every build (no Delta Lake here:
@@ -36,7 +36,7 @@
     {%- do config(materialized='incremental', incremental_strategy='append',
                   on_schema_change='sync_all_columns',
                   pre_hook="{{ kap_incremental_prune('" ~ kind ~ "') }}",
-                  post_hook="{{ kap_incremental_mark() }}") -%}
+                  post_hook="{{ kap_incremental_mark('" ~ kind ~ "') }}") -%}
 {%- endmacro %}
 {% macro spark__kap_incremental_config(kind) -%}
     {%- do config(materialized='table') -%}
@@ -46,7 +46,7 @@
     {{ return(api.Relation.create(database=this.database, schema='staging', identifier='kap_incremental_state')) }}
 {%- endmacro %}
 
-{% macro kap_incremental_fingerprint() -%}
+{% macro kap_incremental_fingerprint(kind='patient') -%}
     {%- set parts = [] -%}
     {%- for node in graph.nodes.values() | sort(attribute='unique_id') -%}
         {%- if node.resource_type in ('model', 'seed') and node.package_name == project_name -%}
@@ -57,9 +57,18 @@
     {%- do parts.append('episode_gap_days=' ~ var('episode_gap_days')) -%}
     {%- do parts.append('dropout_days=' ~ var('dropout_days')) -%}
     {%- do parts.append('dose_match=' ~ var('dose_match_hours', 12) ~ '/' ~ var('dose_match_rounds', 3)) -%}
-    {#- the time-zone settings date the doses: a change rebuilds in full (a FHIR timezone
-        extension that changes needs kap build --full-refresh) -#}
+    {#- the time-zone settings date the doses: a change rebuilds in full -#}
     {%- do parts.append('time_zones=' ~ (clinic_time_zone_settings() | tojson) ~ ';default=' ~ default_time_zone()) -%}
+    {#- and, for the per-patient models, the zones in force (a clinic's FHIR timezone extension
+        arriving or changing re-dates its patients' doses and sessions: their next build is full) -#}
+    {%- if execute and target.type == 'duckdb' and kind == 'patient' -%}
+        {#- by name, not ref(): models upstream of it (stg_raw__current_events) keep a fingerprint too -#}
+        {%- set zones = api.Relation.create(database=this.database, schema='intermediate', identifier='int_clinic_time_zones') -%}
+        {%- if adapter.get_relation(database=zones.database, schema=zones.schema, identifier=zones.identifier) is not none -%}
+            {%- set in_force = run_query("select string_agg(clinic_id || '=' || time_zone, ',' order by clinic_id) from " ~ zones).rows[0][0] -%}
+            {%- do parts.append('zones_in_force=' ~ in_force) -%}
+        {%- endif -%}
+    {%- endif -%}
     {{ return(local_md5(parts | join('\n'))) }}
 {%- endmacro %}
 
@@ -71,14 +80,14 @@
 {%- endmacro %}
 
 {#- The watermark (a timestamp literal) when this build is a DELTA, else none (FULL). -#}
-{% macro kap_incremental_watermark() -%}
+{% macro kap_incremental_watermark(kind) -%}
     {%- if not execute or this is none or not is_incremental() or kap_as_of() is not none -%}
         {{ return(none) }}
     {%- endif -%}
     {%- do kap_incremental_ensure_state() -%}
     {%- set rows = run_query("select ingested_through from " ~ kap_incremental_state_relation()
                              ~ " where model_name = '" ~ this.identifier ~ "' and fingerprint = '"
-                             ~ kap_incremental_fingerprint() ~ "'").rows -%}
+                             ~ kap_incremental_fingerprint(kind) ~ "'").rows -%}
     {%- if rows | length == 0 or rows[0][0] is none -%}
         {{ return(none) }}
     {%- endif -%}
@@ -183,7 +192,7 @@
     {%- endfor -%}
     {%- do kap_incremental_ensure_state() -%}
     {%- set rows = run_query("select min(ingested_through) from " ~ kap_incremental_state_relation()
-                             ~ " where fingerprint = '" ~ kap_incremental_fingerprint() ~ "' and model_name in ("
+                             ~ " where fingerprint = '" ~ kap_incremental_fingerprint('patient') ~ "' and model_name in ("
                              ~ names | join(', ') ~ ")").rows -%}
     {%- if names | length == 0 or rows[0][0] is none -%}{{ return(none) }}{%- endif -%}
     {{ return("cast('" ~ rows[0][0] ~ "' as " ~ dbt.type_timestamp() ~ ")") }}
@@ -198,7 +207,7 @@
     On a staging view pass column='record_patient_key' (the key the record was sent with): a
     filter on it reaches the event log's scan, one on the survivor key does not. -#}
 {% macro kap_incremental_filter(kind, alias=none, column=none) -%}
-    {%- set watermark = kap_incremental_watermark() -%}
+    {%- set watermark = kap_incremental_watermark(kind) -%}
     {%- if watermark is none -%}
     1 = 1
     {%- else -%}
@@ -209,7 +218,7 @@
 {#- pre-hook: FULL empties the table, DELTA deletes the touched entities' rows. -#}
 {% macro kap_incremental_prune(kind) -%}
     {%- if execute and this is not none and is_incremental() -%}
-        {%- set watermark = kap_incremental_watermark() -%}
+        {%- set watermark = kap_incremental_watermark(kind) -%}
         {%- if watermark is none -%}
     delete from {{ this }}
         {%- else -%}
@@ -219,13 +228,13 @@
 {%- endmacro %}
 
 {#- post-hook: record what this build covered (fingerprint and the log's max ingested_at). -#}
-{% macro kap_incremental_mark() -%}
+{% macro kap_incremental_mark(kind) -%}
     {%- if execute -%}
         {%- do kap_incremental_ensure_state() -%}
         {%- set state = kap_incremental_state_relation() -%}
     delete from {{ state }} where model_name = '{{ this.identifier }}';
     insert into {{ state }} (model_name, fingerprint, ingested_through)
-    select '{{ this.identifier }}', '{{ kap_incremental_fingerprint() }}',
+    select '{{ this.identifier }}', '{{ kap_incremental_fingerprint(kind) }}',
            cast(max(ingested_at) as {{ dbt.type_string() }})
     from {{ source('raw', 'events') }}
     {%- endif -%}
