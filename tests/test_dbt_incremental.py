@@ -82,6 +82,24 @@ def ingest(landing: Path, settings: Settings, nights: tuple[str, ...]) -> None:
     assert not [f for f in summary.files if f.status == "failed"]
 
 
+def query(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
+    """Rows of one query on the warehouse, read-only."""
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def assert_night_equals_full_refresh(settings: Settings) -> None:
+    """The tables the night's incremental build left equal those a --full-refresh build makes."""
+    incremental = table_checksums(settings)
+    transform.build(settings, full_refresh=True)
+    full = table_checksums(settings)
+    assert set(incremental) == set(full)
+    assert [t for t in full if incremental[t] != full[t]] == []
+
+
 def table_checksums(settings: Settings) -> dict[str, tuple[list[str], int, str]]:
     """Every dbt table (staging, intermediate, marts): columns, rows, checksum of the sorted rows."""
     con = duckdb.connect(str(settings.warehouse), read_only=True)
@@ -201,11 +219,7 @@ def write_manifest(drop: Path, transaction_time: str) -> None:
 
 
 def care_phases(settings: Settings) -> dict[str, int]:
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    try:
-        return dict(con.execute("select current_phase, count(*) from marts.care_pathways group by 1").fetchall())
-    finally:
-        con.close()
+    return dict(query(settings, "select current_phase, count(*) from marts.care_pathways group by 1"))
 
 
 @pytest.mark.slow
@@ -228,24 +242,16 @@ def test_a_night_where_only_time_passes_equals_full_refresh(two_nights, tmp_path
     transform.build(settings)
     before = care_phases(settings)
     ingest(landing, settings, ("night1", "night2", "night3"))
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    try:
-        night3_patients = con.execute("select count(patient_key) from raw.events "
-                                      "where ingested_at = (select max(ingested_at) from raw.events)").fetchone()[0]
-        now = con.execute("select cutoff_at from raw.knowledge_cutoffs order by recorded_at desc limit 1").fetchone()[0]
-    finally:
-        con.close()
+    [(night3_patients,)] = query(settings, "select count(patient_key) from raw.events "
+                                           "where ingested_at = (select max(ingested_at) from raw.events)")
+    [(now,)] = query(settings, "select cutoff_at from raw.knowledge_cutoffs order by recorded_at desc limit 1")
     assert night3_patients == 0 and str(now) == "2025-06-20 00:00:00"
 
     transform.build(settings)                       # nightly: incremental, nobody touched
     assert [m for m in sorted(INCREMENTAL) if not is_delta(compiled_run_sql(settings, m))] == []
     after = care_phases(settings)
     assert after.get("dropped_out", 0) > before.get("dropped_out", 0)     # time passing mattered
-    incremental = table_checksums(settings)
-    transform.build(settings, full_refresh=True)
-    full = table_checksums(settings)
-    assert set(incremental) == set(full)
-    assert [t for t in full if incremental[t] != full[t]] == []
+    assert_night_equals_full_refresh(settings)
 
 
 def _patient_version(landing: Path, index: int, version: str, updated: str, link: list | None) -> dict:
@@ -262,11 +268,7 @@ def _patient_version(landing: Path, index: int, version: str, updated: str, link
 
 
 def _merge_count(settings: Settings) -> int:
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    try:
-        return con.execute("select count(*) from staging.stg_ehr__patient_merges").fetchone()[0]
-    finally:
-        con.close()
+    return query(settings, "select count(*) from staging.stg_ehr__patient_merges")[0][0]
 
 
 @pytest.mark.slow
@@ -298,10 +300,7 @@ def test_a_chart_merge_and_its_undoing_equal_full_refresh(two_nights, tmp_path):
         transform.build(settings)                   # nightly: incremental
         assert is_delta(compiled_run_sql(settings, "intermediate/int_doses_unified.sql"))
         assert _merge_count(settings) == merges, night
-        incremental = table_checksums(settings)
-        transform.build(settings, full_refresh=True)
-        full = table_checksums(settings)
-        assert [t for t in full if incremental.get(t) != full[t]] == [], night
+        assert_night_equals_full_refresh(settings)
 
 
 @pytest.mark.slow
@@ -324,17 +323,10 @@ def test_a_clinic_time_zone_arriving_equals_full_refresh(two_nights, tmp_path):
     transform.build(settings)
     ingest(landing, settings, ("night1", "night2", "night3"))
     transform.build(settings)
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    try:
-        zone = con.execute("select time_zone from intermediate.int_clinic_time_zones where clinic_id = ?",
-                           [organization["id"]]).fetchone()[0]
-    finally:
-        con.close()
+    [(zone,)] = query(settings, "select time_zone from intermediate.int_clinic_time_zones where clinic_id = ?",
+                      [organization["id"]])
     assert zone == "Pacific/Kiritimati"
-    incremental = table_checksums(settings)
-    transform.build(settings, full_refresh=True)
-    full = table_checksums(settings)
-    assert [t for t in full if incremental.get(t) != full[t]] == []
+    assert_night_equals_full_refresh(settings)
 
 
 @pytest.mark.slow
