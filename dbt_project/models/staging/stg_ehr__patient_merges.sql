@@ -5,7 +5,10 @@
     time does not know the link and shows both patients apart. The event log is never rewritten.
     Chains resolve to the last survivor: A replaced-by B, then B replaced-by C, maps A and B to C
     (up to kap_merge_chain_depth links). A cycle (A replaced-by B, B replaced-by A) names no
-    survivor: its charts stay apart. -#}
+    survivor: its charts stay apart.
+    A table, not a view, on every engine: each staging view looks its rows' survivors up here, and
+    as a view every query of a staging view would resolve every chart link again. -#}
+{{ config(materialized='table') }}
 {%- set depth = var('kap_merge_chain_depth', 8) -%}
 with patient_versions as (
     select
