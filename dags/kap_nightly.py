@@ -25,6 +25,14 @@ The nightly KAP pipeline, the same steps as `kap run`:
 3. **validate_landing** - Great Expectations checks on what was ingested.
 4. **dbt_build** - staging -> intermediate -> marts, one task per layer (`dbt build`: the
    layer's models and their tests; the log names a failing model or test).
+   Which checks read what:
+   * *nightly* (every night but one): the dbt tests on the staging views read the rows of the
+     patients whose records arrived tonight (uniqueness: their keys against the whole view);
+     the incremental models are rebuilt for those patients only.
+   * *full* (the night that falls on `KAP_FULL_CHECKS_DAY`, default sunday, or param
+     `checks` = full): every dbt test reads every row.
+   * every night, whatever the choice: the dbt tests on the intermediate models and marts, and
+     the Great Expectations checks (landing: the files this run ingested; marts: whole tables).
 5. **validate_marts** - checks on the marts. A failed *critical* check fails the run here, without
    retries: nothing is published and `analytics.duckdb` keeps the last good snapshot.
 6. **publish_analytics** - the PHI-free `analytics.duckdb`, replaced atomically.
@@ -49,6 +57,9 @@ with DAG(
     params={
         "landing_dir": Param(orch.default_landing(), type="string",
                              description="Landing folder with ehr/, dosing/, notes/ subfolders."),
+        "checks": Param("auto", type="string", enum=list(orch.CHECKS_CHOICES),
+                        description="dbt data tests: nightly (what changed tonight), full (every "
+                                    "row), or auto (full on KAP_FULL_CHECKS_DAY, default sunday)."),
     },
     tags=["kap", "nightly", "dbt", "data-quality"],
 ) as dag:

@@ -22,6 +22,8 @@ the marts, and publishes them.
   `analytics.duckdb` (atomically).
 * `full_refresh`: rebuild incremental models from the whole event log.
 
+A replay is a rebuild: its dbt data tests read every row (the full checks).
+
 The next `kap_nightly` (or `kap build`) rebuilds the warehouse marts as of now.
 """
 

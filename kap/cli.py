@@ -171,10 +171,13 @@ def _with_engine(settings: Settings, engine: str | None) -> Settings:
 @home_option
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
+@click.option("--full-checks", is_flag=True,
+              help="Run the data tests on every row; without it a night's staging tests read only "
+                   "the rows that changed since the last build (run this weekly).")
 @engine_option
 @click.pass_context
 def build(ctx: click.Context, home: str | None, as_of: str | None, full_refresh: bool,
-          engine: str | None) -> None:
+          full_checks: bool, engine: str | None) -> None:
     """Build staging, intermediate and mart tables with dbt from the event log."""
     from kap.pipeline import new_run_id, step_build
 
@@ -182,7 +185,7 @@ def build(ctx: click.Context, home: str | None, as_of: str | None, full_refresh:
     as_of = _as_of(as_of)
     with _run_console(ctx, "build", settings, new_run_id()) as shown:
         shown.start("build", f"dbt build ({settings.engine})" if settings.engine != "duckdb" else "dbt build")
-        step_build(settings, as_of=as_of, full_refresh=full_refresh, stages=shown)
+        step_build(settings, as_of=as_of, full_refresh=full_refresh, stages=shown, full_checks=full_checks)
         shown.finish("build")
         shown.summary([("dbt build", f"finished on {settings.engine} (as of {as_of or 'latest'})")], [])
 
@@ -225,10 +228,13 @@ def publish(home: str | None, as_of: str | None, target: Path | None) -> None:
 @home_option
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
+@click.option("--full-checks", is_flag=True,
+              help="Run the data tests on every row; without it a night's staging tests read only "
+                   "the rows that changed since the last build (run this weekly).")
 @engine_option
 @click.pass_context
 def run(ctx: click.Context, landing: Path, home: str | None, as_of: str | None, full_refresh: bool,
-        engine: str | None) -> None:
+        full_checks: bool, engine: str | None) -> None:
     """The whole nightly pipeline without Airflow: ingest, check, build, check, publish, report."""
     from kap.pipeline import new_run_id, run as run_pipeline
 
@@ -236,7 +242,7 @@ def run(ctx: click.Context, landing: Path, home: str | None, as_of: str | None, 
     as_of = _as_of(as_of)
     with _run_console(ctx, "run", settings, run_id) as shown:
         summary = run_pipeline(landing, settings, as_of=as_of, run_id=run_id, full_refresh=full_refresh,
-                               stages=shown)
+                               stages=shown, full_checks=full_checks)
         shown.summary(_run_rows(summary), [("analytics", summary.published), ("report", summary.report)])
     _fail_on_failed_files(summary.steps["ingest"])
 

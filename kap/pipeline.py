@@ -109,9 +109,10 @@ def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None
 
 
 def step_build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
-               stages: Stages | None = None):
+               stages: Stages | None = None, full_checks: bool = False):
     """dbt build on the engine of settings.engine: DuckDB (kap.transform), or Spark from the lake
-    (kap.spark; always a full rebuild, the marts read back into the warehouse)."""
+    (kap.spark; always a full rebuild, the marts read back into the warehouse). full_checks: the
+    staging tests read every row, not only what changed tonight (kap.transform.build)."""
     if settings.engine == "spark":
         from kap.spark import build
     else:
@@ -123,7 +124,7 @@ def step_build(settings: Settings, as_of: str | None = None, full_refresh: bool 
             stages.update("build", done, total, f"{done}/{total} nodes")
     if settings.engine == "spark":
         return build(settings, as_of=as_of, on_node=on_node)
-    return build(settings, as_of=as_of, full_refresh=full_refresh, on_node=on_node)
+    return build(settings, as_of=as_of, full_refresh=full_refresh, on_node=on_node, full_checks=full_checks)
 
 
 def step_publish(settings: Settings, run_id: str, as_of: str | None = None, target: Path | None = None) -> Path:
@@ -142,7 +143,7 @@ def step_report(settings: Settings, run_id: str) -> Path | None:
 
 def run(landing: Path, settings: Settings, as_of: str | None = None, run_id: str | None = None,
         full_refresh: bool = False, progress: Progress | None = None,
-        stages: Stages | None = None) -> RunSummary:
+        stages: Stages | None = None, full_checks: bool = False) -> RunSummary:
     """The whole nightly pipeline without Airflow, holding the single-writer lock throughout.
 
     progress: one message per step and per ingested file (default: the log). stages: a watcher
@@ -165,7 +166,7 @@ def run(landing: Path, settings: Settings, as_of: str | None = None, run_id: str
         watch.finish("validate_landing", _checks_detail(checked))
         say("[3/6] dbt build")
         watch.start("build", "dbt build")
-        step_build(settings, as_of=as_of, full_refresh=full_refresh, stages=watch)
+        step_build(settings, as_of=as_of, full_refresh=full_refresh, stages=watch, full_checks=full_checks)
         watch.finish("build")   # the last node count stands
         say("[4/6] validate marts")
         watch.start("validate_marts", "check marts")

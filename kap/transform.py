@@ -204,7 +204,8 @@ def run_dbt(settings: Settings, command: list[str], as_of: str | None = None,
 
 def build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
           select: str | None = None, unit_tests: bool = False,
-          indirect_selection: str | None = None, on_node: NodeProgress | None = None) -> None:
+          indirect_selection: str | None = None, on_node: NodeProgress | None = None,
+          full_checks: bool = False) -> None:
     """`dbt build` (models and data tests) on the warehouse, as known at `as_of`: the DuckDB
     engine (kap.spark.build is the Spark one; kap.pipeline.step_build picks by settings.engine).
     as_of: UTC timestamp 'YYYY-MM-DDTHH:MM:SS' (None = everything recorded). It also fixes "now"
@@ -212,6 +213,9 @@ def build(settings: Settings, as_of: str | None = None, full_refresh: bool = Fal
     unit_tests: dbt unit tests check the SQL, not the data, so the nightly build leaves them to
     the test suite (tests/test_dbt_unit_tests.py) unless asked.
     indirect_selection: dbt's --indirect-selection for the tests of a `select` (e.g. "buildable").
+    full_checks: the data tests on the staging views read every row. Without it a night's tests
+    read the rows that changed since the last build (macros/nightly_tests.sql); a full or as-of
+    build reads every row either way.
     """
     if not full_refresh and _marts_from_spark(settings):
         log.info("the marts were built on Spark since the last DuckDB build: this build is a full refresh")
@@ -225,10 +229,16 @@ def build(settings: Settings, as_of: str | None = None, full_refresh: bool = Fal
         command += ["--select", select]
     if indirect_selection:
         command += ["--indirect-selection", indirect_selection]
-    run_dbt(settings, command, as_of=as_of, on_node=on_node)
+    run_dbt(settings, command, as_of=as_of, on_node=on_node, extra_vars=checks_vars(full_checks))
     if full_refresh and (select is None or "marts" in select):
         _forget_spark_marts(settings)
     log.info("dbt build finished (as_of=%s)", as_of or "latest")
+
+
+def checks_vars(full_checks: bool) -> dict[str, str] | None:
+    """The dbt vars that make a build's data tests full (none for the nightly scope, so that the
+    nightly builds keep dbt's partial parse: a change of vars re-parses the project)."""
+    return {"kap_checks": "full"} if full_checks else None
 
 
 #: The fingerprint a Spark build leaves in the DuckDB incremental state for the marts it wrote

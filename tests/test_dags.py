@@ -140,6 +140,35 @@ def test_dbt_tasks_are_per_layer_unless_asked_and_a_wrong_kind_is_named(monkeypa
         cosmos_tasks.option("KAP_COSMOS_INVOCATION")
 
 
+def test_nightly_checks_are_full_once_a_week_in_the_clinic_time_zone(monkeypatch, dagbag):
+    import datetime as dt
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    assert dagbag.dags["kap_nightly"].params["checks"] == "auto"
+    monkeypatch.delenv(orchestration.FULL_CHECKS_DAY_ENV, raising=False)
+    monkeypatch.setenv("KAP_TIMEZONE", "America/New_York")
+    # Monday 2026-11-30 02:30 UTC is still Sunday evening in New York: the default full night
+    sunday_in_new_york = dt.datetime(2026, 11, 30, 2, 30, tzinfo=dt.timezone.utc)
+    monday = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone.utc)
+    assert orchestration.full_checks({}, sunday_in_new_york) is True
+    assert orchestration.full_checks({"checks": "auto"}, monday) is False
+    assert orchestration.full_checks({"checks": "full"}, monday) is True
+    assert orchestration.full_checks({"checks": "nightly"}, sunday_in_new_york) is False
+    monkeypatch.setenv(orchestration.FULL_CHECKS_DAY_ENV, "Monday")
+    assert orchestration.full_checks({}, monday) is True
+    assert orchestration.full_checks({}, sunday_in_new_york) is False
+    monkeypatch.setenv(orchestration.FULL_CHECKS_DAY_ENV, "always")
+    assert orchestration.full_checks({}, monday) is True
+    monkeypatch.setenv(orchestration.FULL_CHECKS_DAY_ENV, "never")
+    assert orchestration.full_checks({}, sunday_in_new_york) is False
+    monkeypatch.setenv(orchestration.FULL_CHECKS_DAY_ENV, "sundays")
+    with pytest.raises(AirflowFailException, match="KAP_FULL_CHECKS_DAY='sundays': expected a weekday name"):
+        orchestration.full_checks({}, monday)
+    with pytest.raises(AirflowFailException, match="param checks='weekly'"):
+        orchestration.full_checks({"checks": "weekly"}, monday)
+
+
 def test_nightly_landing_defaults_to_kap_home_landing(dagbag, prepared_home):
     assert dagbag.dags["kap_nightly"].params["landing_dir"] == str(prepared_home.landing)
 

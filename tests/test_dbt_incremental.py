@@ -69,10 +69,13 @@ def split_into_nights(generated: Path, landing: Path, share: float = 0.7) -> Non
 
 
 def ingest(landing: Path, settings: Settings, nights: tuple[str, ...]) -> None:
-    """Ingest the named drop folders (a landing view holding only them, like files arriving)."""
+    """Ingest the named drop folders (a landing view holding only them, like files arriving).
+
+    The view is the test's own (beside its KAP_HOME): the drops are shared by the module's tests,
+    and a view shared with them would hold a later night another test already let arrive."""
     from kap.pipeline import step_ingest
 
-    view = landing.parent / "arrived"
+    view = settings.home.parent / "arrived"
     for night in nights:
         for folder in landing.glob(f"*/{night}"):
             target = view / folder.parent.name / night
@@ -394,3 +397,92 @@ def test_the_nightly_build_layer_by_layer_equals_one_build(two_nights, tmp_path)
         for parent in nodes[test]["depends_on"]["nodes"]:
             if parent.startswith("model."):
                 assert ran.index(parent) < ran.index(test), (test, parent)
+
+
+# ---------------------------------------------------------------------------------------------
+# Nightly data tests read what changed (macros/nightly_tests.sql); full checks read every row.
+
+def _test_results(settings: Settings) -> dict[str, tuple[str, int, str]]:
+    """test name -> (status, failures, compiled SQL) of the last build's data tests."""
+    import json
+
+    results = json.loads((settings.dbt_target_dir / "run_results.json").read_text())["results"]
+    return {r["unique_id"].split(".")[2]: (r["status"], r["failures"] or 0, r.get("compiled_code") or "")
+            for r in results if r["unique_id"].startswith("test.")}
+
+
+def _append_vitals(settings: Settings, source_record_id: str, payload_sql: str, patient_sql: str) -> str:
+    """Append one vital-signs event to the log, ingested now (after every build so far): a copy of
+    the first vitals event of the patient `patient_sql` picks, with the payload `payload_sql` makes
+    of it (`payload` names the original). Returns the patient key."""
+    con = duckdb.connect(str(settings.warehouse))
+    try:
+        patient = con.execute(patient_sql).fetchone()[0]
+        con.execute(f"""
+            insert into raw.events
+            select md5(?) as event_id, event_type, patient_key, occurred_at, recorded_at,
+                   (select max(ingested_at) from raw.events) + interval 1 second as ingested_at,
+                   source, file_id, ? as source_record_id, {payload_sql} as payload
+            from raw.events
+            where event_type = 'vital_signs_recorded' and patient_key = ?
+            order by source_record_id limit 1""", [source_record_id, source_record_id, patient])
+        return patient
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_nightly_tests_read_what_changed_and_full_checks_read_everything(two_nights, tmp_path):
+    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
+    ingest(two_nights, settings, ("night1",))
+    transform.build(settings)                                       # first build: full, full tests
+    first = _test_results(settings)
+    assert "record_patient_key in (" not in first["not_null_stg_ehr__vitals_observation_id"][2]
+    ingest(two_nights, settings, ("night1", "night2"))
+    transform.build(settings)
+    night = _test_results(settings)
+    assert set(night) == set(first)                                 # the same tests, every night
+    # the staging views' row tests read the touched patients' rows (and rows without a patient)
+    for name in ("not_null_stg_ehr__vitals_observation_id", "not_null_stg_dosing__doses_start_at",
+                 "not_null_stg_ehr__encounters_encounter_id"):
+        assert "record_patient_key in ('" in night[name][2] and "record_patient_key is null" in night[name][2], name
+    # ... but uniqueness reads the whole view (a new key can repeat an old one), and so do the
+    # tests of the log's own relations, of the views without patients, and of the later layers
+    for name in ("unique_stg_ehr__encounters_encounter_id", "unique_stg_ehr__vitals_observation_id",
+                 "source_unique_raw_events_event_id", "not_null_stg_ehr__clinics_clinic_id",
+                 "unique_int_doses_unified_dose_key", "unique_dosing_sessions_dose_key"):
+        assert "record_patient_key" not in night[name][2], name
+    assert night["not_null_stg_ehr__vitals_observation_id"][:2] == ("pass", 0)
+    assert night["unique_stg_ehr__vitals_observation_id"][:2] == ("pass", 0)
+
+    # A vital sign without an id, and a new record repeating an old record's observation id: each
+    # for a patient that sent nothing else since the last build.
+    untouched = ("select patient_key from raw.events where event_type = 'vital_signs_recorded' "
+                 "group by patient_key having max(ingested_at) < (select max(ingested_at) from raw.events) "
+                 "order by patient_key limit 1 offset {}")
+    no_id = _append_vitals(settings, "Observation/no-id", "json_merge_patch(payload, '{\"observation_id\": null}')",
+                           untouched.format(0))
+    repeated = _append_vitals(settings, "Observation/repeats-an-id", "payload", untouched.format(1))
+    assert no_id != repeated
+    failing = {"not_null_stg_ehr__vitals_observation_id", "unique_stg_ehr__vitals_observation_id"}
+    with pytest.raises(transform.DbtBuildError) as error:
+        transform.build(settings)
+    # both found; the repeated id though its first record did not change
+    assert {f.split(".")[2] for f in error.value.failures} == failing
+    caught = _test_results(settings)
+    assert [caught[name][:2] for name in sorted(failing)] == [("fail", 1), ("fail", 1)]
+    assert f"'{no_id}'" in caught["not_null_stg_ehr__vitals_observation_id"][2]
+
+    # These tests stop the build (severity error): the models after them did not run, so the
+    # watermark stayed and the next night reads those rows again, though nothing new arrived ...
+    with pytest.raises(transform.DbtBuildError) as error:
+        transform.build(settings)
+    assert {f.split(".")[2] for f in error.value.failures} == failing
+    assert "record_patient_key in ('" in _test_results(settings)["not_null_stg_ehr__vitals_observation_id"][2]
+    # ... and the full checks (the weekly night) read every row and find both
+    with pytest.raises(transform.DbtBuildError) as error:
+        transform.build(settings, full_checks=True)
+    assert {f.split(".")[2] for f in error.value.failures} == failing
+    full = _test_results(settings)
+    assert "record_patient_key" not in full["not_null_stg_ehr__vitals_observation_id"][2]
+    assert [full[name][:2] for name in sorted(failing)] == [("fail", 1), ("fail", 1)]

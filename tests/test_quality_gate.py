@@ -29,7 +29,7 @@ def _sha256(path: Path) -> str:
 @pytest.fixture
 def fake_build(monkeypatch):
     """dbt build stand-in: good marts in the warehouse."""
-    def build(settings: Settings, as_of=None, full_refresh=False, stages=None):
+    def build(settings: Settings, as_of=None, full_refresh=False, stages=None, full_checks=False):
         with writer(settings) as con:
             good_marts(con)
     monkeypatch.setattr(pipeline, "step_build", build)

@@ -2,6 +2,7 @@
 
 {#- Fails for every row where the SQL expression is not true (nulls pass: pair with not_null). -#}
 {% test expression_is_true(model, expression, column_name=none) %}
+{{- kap_changed_dependency(model) -}}
 select *
 from {{ model }}
 where not ({{ expression }})

@@ -73,6 +73,38 @@ def nightly_timezone() -> str:
     return os.environ.get("KAP_TIMEZONE", DEFAULT_TIMEZONE)
 
 
+#: KAP_FULL_CHECKS_DAY: the weekday on which kap_nightly's data tests read every row (its other
+#: nights read what changed); "always" or "never" also work.
+FULL_CHECKS_DAY_ENV = "KAP_FULL_CHECKS_DAY"
+DEFAULT_FULL_CHECKS_DAY = "sunday"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+CHECKS_CHOICES = ("auto", "nightly", "full")
+
+
+def full_checks(params: Mapping[str, Any] | None, when: dt.datetime | None = None) -> bool:
+    """Whether this run's dbt data tests read every row (True) or what changed tonight (False).
+
+    Param `checks`: "full", "nightly", or "auto" (the default): full on the weekday
+    KAP_FULL_CHECKS_DAY (default sunday) of `when` (the run's logical date, else now) in the
+    nightly time zone.
+    """
+    choice = str((params or {}).get("checks") or "auto").strip().lower()
+    if choice not in CHECKS_CHOICES:
+        _fail(f"param checks={choice!r}: expected one of {', '.join(CHECKS_CHOICES)}")
+    if choice != "auto":
+        return choice == "full"
+    day = os.environ.get(FULL_CHECKS_DAY_ENV, DEFAULT_FULL_CHECKS_DAY).strip().lower() or DEFAULT_FULL_CHECKS_DAY
+    if day in ("always", "never"):
+        return day == "always"
+    if day not in WEEKDAYS:
+        _fail(f"{FULL_CHECKS_DAY_ENV}={day!r}: expected a weekday name ({', '.join(WEEKDAYS)}), "
+              f"always or never")
+    import pendulum
+
+    moment = pendulum.instance(when) if when is not None else pendulum.now("UTC")
+    return WEEKDAYS[moment.in_timezone(nightly_timezone()).weekday()] == day
+
+
 def settings() -> Settings:
     """Settings of the running task: KAP_HOME from the environment (set by `kap airflow`)."""
     return Settings.from_env().ensure_dirs()
@@ -275,7 +307,8 @@ def validate(stage: str, params: Mapping[str, Any] | None = None, run_id: str = 
 
 
 def build(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
-    """Rebuild staging, intermediate and marts with dbt from raw.events (kap_replay)."""
+    """Rebuild staging, intermediate and marts with dbt from raw.events (kap_replay): a rebuild,
+    so its data tests read every row."""
     from kap.pipeline import step_build
     from kap.warehouse import writer_lock
 
@@ -283,8 +316,8 @@ def build(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
     full_refresh = _bool((params or {}).get("full_refresh", False))
     conf = settings()
     with writer_lock(conf):
-        step_build(conf, as_of=as_of, full_refresh=full_refresh)
-    return {"as_of": as_of, "full_refresh": full_refresh}
+        step_build(conf, as_of=as_of, full_refresh=full_refresh, full_checks=True)
+    return {"as_of": as_of, "full_refresh": full_refresh, "full_checks": True}
 
 
 def publish(params: Mapping[str, Any] | None = None, run_id: str = "", **_: Any) -> str:
@@ -356,13 +389,15 @@ def layer_selector(layer: str) -> str:
     return f"path:models/{layer}" + (" path:seeds" if layer == DBT_LAYERS[0] else "")
 
 
-def build_layer(layer: str, params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+def build_layer(layer: str, params: Mapping[str, Any] | None = None,
+                logical_date: dt.datetime | None = None, **_: Any) -> dict[str, Any]:
     """`dbt build` of one layer (its models, then the data tests whose models are all built).
 
     The same dbt call as `kap run` (kap.transform.build), restricted to models/<layer>/. A data
     test that spans layers runs with the later layer (indirect selection "buildable"), so each
     test runs once, after every model it reads. A failing model or test fails the task (retried:
-    dbt failures include a locked file or a killed process).
+    dbt failures include a locked file or a killed process). The staging tests read what changed
+    tonight, or every row on the weekly full-checks night (`full_checks`).
     """
     from kap.transform import build as dbt_build
     from kap.warehouse import writer_lock
@@ -370,10 +405,12 @@ def build_layer(layer: str, params: Mapping[str, Any] | None = None, **_: Any) -
     if layer not in DBT_LAYERS:
         _fail(f"unknown dbt layer {layer!r}; the layers are {', '.join(DBT_LAYERS)}")
     as_of = _as_of_param(params)
+    full = full_checks(params, logical_date)
     conf = settings()
     with writer_lock(conf):
-        dbt_build(conf, as_of=as_of, select=layer_selector(layer), indirect_selection="buildable")
-    return {"layer": layer, "as_of": as_of}
+        dbt_build(conf, as_of=as_of, select=layer_selector(layer), indirect_selection="buildable",
+                  full_checks=full)
+    return {"layer": layer, "as_of": as_of, "checks": "full" if full else "nightly"}
 
 
 def build_on_spark(params: Mapping[str, Any] | None = None, **_: Any) -> dict[str, Any]:
