@@ -23,6 +23,10 @@ step in its own subprocess so wall time and peak RSS (os.wait4 -> ru_maxrss) are
    --scheduled-repeat, next to `kap run`), and at --scheduled-sizes the one-day night after a full
    year, from trigger to the end of the run, next to `kap run` on the same drop from the same state.
    `--only-scheduled` measures this figure alone and keeps 1-5 from the previous RESULTS.json.
+7. start-up: what a process pays before any work, each in a fresh interpreter, median of
+   --startup-repeat runs: Python itself, importing the CLI, dbt, Great Expectations, spaCy, and
+   `dbt parse` with dbt's partial parse state from the previous call (what each `kap build` pays)
+   and without it (after a code change). `--only-startup` measures this figure alone.
 
 The new day: the generator is run again with the same seed for --days + 1 days, and only the
 records whose knowledge time (FHIR `meta.lastUpdated`; dosing `amended_at`/`recorded_at`; notes
@@ -220,12 +224,47 @@ def step_scheduled(a: dict) -> dict:
     return out
 
 
+#: figure 7: what each start-up costs, as one statement run by a fresh interpreter
+STARTUP = (
+    ("python itself", "pass"),
+    ("import the CLI (kap.cli)", "import kap.cli"),
+    ("import dbt (dbt.cli.main)", "import dbt.cli.main"),
+    ("import Great Expectations", "import great_expectations"),
+    ("import spaCy", "import spacy"),
+)
+
+
+def step_startup(a: dict) -> dict:
+    """Figure 7: wall seconds of fresh interpreters running each STARTUP statement, and of
+    `kap.transform.parse` (dbt parse) with and without its partial-parse state."""
+    from kap.settings import Settings
+
+    def wall(code: str) -> float:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+        return time.perf_counter() - t
+
+    repeat = int(a.get("repeat", 3))
+    out = {"imports": {name: [wall(code) for _ in range(repeat)] for name, code in STARTUP}}
+    home = Path(a["home"])
+    shutil.rmtree(home, ignore_errors=True)
+    parse = (f"from pathlib import Path; from kap.settings import Settings; from kap.transform import parse; "
+             f"parse(Settings(home=Path({str(home)!r})).ensure_dirs())")
+    cold, warm = [], []
+    for _ in range(repeat):
+        shutil.rmtree(Settings(home=home).dbt_target_dir, ignore_errors=True)
+        cold.append(wall(parse))
+        warm.append(wall(parse))
+    out["parse_cold"], out["parse_warm"] = cold, warm
+    return out
+
+
 def step_newday(a: dict) -> dict:
     return {"counts": new_day_drop(Path(a["full"]), Path(a["out"]), dt.date.fromisoformat(a["day"]))}
 
 
 STEPS = {"newday": step_newday, "generate": step_generate, "native": step_native, "ingest": step_ingest, "run": step_run,
-         "dags": step_dags, "scheduled": step_scheduled}
+         "dags": step_dags, "scheduled": step_scheduled, "startup": step_startup}
 
 
 def child_main(name: str, args_json: str, result_file: str) -> int:
@@ -520,6 +559,27 @@ def _f(x, nd=1):
     return "-" if x is None else f"{x:,.{nd}f}"
 
 
+def _render_startup(st: dict | None) -> list[str]:
+    L = ["## 7. Start-up: what a process pays before any work", ""]
+    if not st:
+        return L + ["not run", ""]
+    L += [f"Measured on {st.get('date', '?')} ({st.get('git', '?')}), load average before / after "
+          f"{st.get('load', '?')}. Wall seconds of a fresh interpreter (`python -c`) per line, median of "
+          f"{len(st['parse_warm'])} runs; each line includes Python's own start (the first line), and "
+          "the two `dbt parse` lines include importing dbt.", "",
+          "| start-up | median s | every run (s) |", "|---|---:|---|"]
+    rows = list(st["imports"].items()) + [
+        ("`dbt parse`, partial parse state kept (every `kap build`)", st["parse_warm"]),
+        ("`dbt parse`, no state (after a code change, or a fresh clone)", st["parse_cold"])]
+    for name, runs in rows:
+        L.append(f"| {name} | **{_median(runs):.2f}** | {', '.join(f'{x:.2f}' for x in runs)} |")
+    return L + ["", "A `kap run` pays Python, the CLI, dbt and its parse once; Great Expectations once "
+                "(both checks run in the same process); spaCy once, when a note has a target phrase. "
+                "Under the scheduler each task pays what it imports (figure 6). Most of Great "
+                "Expectations' import is its own package pulling in scipy, pandas, altair and "
+                "SQLAlchemy (`python -X importtime`); there is no lighter entry point to it.", ""]
+
+
 def render(res: dict, previous: dict | None) -> str:
     m, sizes = res["machine"], res["sizes"]
     by = {s["patients"]: s for s in sizes}
@@ -674,6 +734,8 @@ def render(res: dict, previous: dict | None) -> str:
     else:
         L += ["not run", ""]
 
+    L += _render_startup(res.get("startup"))
+
     L += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
 
     def row(name, val, ok):
@@ -760,6 +822,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scheduled-note", default="", help="figure 6: a note on how it was measured")
     ap.add_argument("--only-scheduled", action="store_true",
                     help="measure figure 6 only; figures 1-5 are kept from the RESULTS.json next to --out")
+    ap.add_argument("--no-startup", action="store_true", help="skip figure 7")
+    ap.add_argument("--startup-repeat", type=int, default=3, help="figure 7: runs of each start-up")
+    ap.add_argument("--only-startup", action="store_true",
+                    help="measure figure 7 only; the other figures are kept from the RESULTS.json next to --out")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite --out from the RESULTS.json next to it, without measuring")
     ap.add_argument("--_step", help=argparse.SUPPRESS)
@@ -780,10 +846,11 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     load0 = load()
     started = time.perf_counter()
-    if a.only_scheduled:
+    if a.only_scheduled or a.only_startup:
         js = a.out.with_suffix(".json")
         if not js.exists():
-            raise SystemExit(f"--only-scheduled keeps figures 1-5 from {js}, which does not exist")
+            raise SystemExit(f"--only-scheduled and --only-startup keep the other figures from {js}, "
+                             "which does not exist")
         res = json.loads(js.read_text())
         res["_prev_loaded"] = True    # the previous-run comparison stays what it was
         res["load"] = res.get("load", "?")
@@ -796,7 +863,13 @@ def main(argv: list[str] | None = None) -> int:
         if not a.no_dags:
             res["dags"] = dags_figure(work, work / f"p{min(sizes)}" / "home_full")
         write(res, a.out, load0)
-    if not a.no_scheduled:
+    if not a.no_startup:
+        say("start-up costs")
+        m = machine()
+        startup = measure("startup", {"home": str(work / "startup_home"), "repeat": a.startup_repeat}, work)
+        res["startup"] = {**startup, "date": m["date"], "git": m.get("git"), "load": f"{load0} / {load()}"}
+        write(res, a.out, load0, keep_load=a.only_scheduled or a.only_startup)
+    if not a.no_scheduled and not a.only_startup:
         m = machine()
         sched = {"date": m["date"], "git": m.get("git"), "argv": " ".join(sys.argv[1:]), "nights": []}
         previous = res.get("scheduled") or {}
