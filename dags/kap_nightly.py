@@ -26,13 +26,14 @@ The nightly KAP pipeline, the same steps as `kap run`:
 4. **dbt_build** - staging -> intermediate -> marts, one task per layer (`dbt build`: the
    layer's models and their tests; the log names a failing model or test).
    Which checks read what:
-   * *nightly* (every night but one): the dbt tests on the staging views read the rows of the
-     patients whose records arrived tonight (uniqueness: their keys against the whole view);
-     the incremental models are rebuilt for those patients only.
+   * *nightly* (every night but one): the dbt row tests on the staging views (not null,
+     accepted values, expressions) read the rows of the patients whose records arrived since the
+     last build; the incremental models are rebuilt for those patients only.
    * *full* (the night that falls on `KAP_FULL_CHECKS_DAY`, default sunday, or param
      `checks` = full): every dbt test reads every row.
-   * every night, whatever the choice: the dbt tests on the intermediate models and marts, and
-     the Great Expectations checks (landing: the files this run ingested; marts: whole tables).
+   * every night, whatever the choice, whole: uniqueness tests, the dbt tests on the
+     intermediate models and marts, and the Great Expectations mart checks; the landing checks
+     read the files this run ingested.
 5. **validate_marts** - checks on the marts. A failed *critical* check fails the run here, without
    retries: nothing is published and `analytics.duckdb` keeps the last good snapshot.
 6. **publish_analytics** - the PHI-free `analytics.duckdb`, replaced atomically.

@@ -60,14 +60,19 @@
 {% endtest %}
 
 {#- The touched patients (a SQL list or subquery) when this build's tests may read only the
-    changed rows of `relation`, else none. One query per test: the set was built in this build
-    or earlier (fresh only when built for the log as it is now), the staging model is in the graph. -#}
+    changed rows of `relation`, else none. One query per test: the set is fresh only when it was
+    built for the log as it is now; the staging model is looked up in the graph. -#}
 {% macro kap_changed_scope(relation, touched) -%}
     {%- if not execute or var('kap_checks', 'nightly') == 'full' or target.type != 'duckdb' or kap_as_of() is not none -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set node = graph.nodes.get('model.' ~ project_name ~ '.' ~ relation.identifier) -%}
     {%- if node is none or 'record_patient_key' not in node.raw_code -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {#- a build of selected models may not have built the set, nor ever have (a test selected
+        with its model runs anyway): then there is no night to narrow to -#}
+    {%- if adapter.get_relation(database=touched.database, schema=touched.schema, identifier=touched.identifier) is none -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set quote = "'" -%}
