@@ -138,6 +138,41 @@ def two_nights(tmp_path_factory) -> Path:
     return root / "landing"
 
 
+def copy_home(built: Settings, root: Path) -> Settings:
+    """A copy of a built KAP_HOME under root (the tests that start from the same state share one
+    build of it; each then changes its own copy). Paths reach dbt by environment, not by files in
+    the home, so the copy is a home of its own."""
+    shutil.copytree(built.home, root / "home")
+    return Settings(home=(root / "home").resolve()).ensure_dirs()
+
+
+@pytest.fixture(scope="module")
+def night1_built(two_nights, tmp_path_factory) -> Settings:
+    """Night 1 ingested and built (the first build: full). Read only: tests copy it."""
+    settings = Settings(home=(tmp_path_factory.mktemp("night1") / "home").resolve()).ensure_dirs()
+    ingest(two_nights, settings, ("night1",))
+    transform.build(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def night2_built(night1_built, two_nights, tmp_path_factory) -> Settings:
+    """Then night 2 (new records and patients, amendments, retractions), built incrementally."""
+    settings = copy_home(night1_built, tmp_path_factory.mktemp("night2"))
+    ingest(two_nights, settings, ("night1", "night2"))
+    transform.build(settings)                       # nightly: incremental
+    return settings
+
+
+@pytest.fixture(scope="module")
+def both_nights_built(two_nights, tmp_path_factory) -> Settings:
+    """Both nights ingested in one run, then one (full) build: the start of the three-night tests."""
+    settings = Settings(home=(tmp_path_factory.mktemp("both") / "home").resolve()).ensure_dirs()
+    ingest(two_nights, settings, ("night1", "night2"))
+    transform.build(settings)
+    return settings
+
+
 def assert_nightly_meta(settings: Settings) -> None:
     """Every intermediate model and mart says in its YAML how a night builds it: the incremental
     ones 'incremental ...', the others 'full rebuild: <why>'."""
@@ -183,16 +218,12 @@ def night2_changes(settings: Settings) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_incremental_build_after_corrections_equals_full_refresh(two_nights, tmp_path):
-    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
-    ingest(two_nights, settings, ("night1",))
-    transform.build(settings)                       # first build: full
-    ingest(two_nights, settings, ("night1", "night2"))
+def test_incremental_build_after_corrections_equals_full_refresh(night2_built, tmp_path):
+    settings = copy_home(night2_built, tmp_path)    # night 1 built in full, night 2 incrementally
     changes = night2_changes(settings)
     assert changes["retractions"] > 0 and changes["new_versions_of_night1_records"] > 0
     assert changes["new_records"] > 0
 
-    transform.build(settings)                       # nightly: incremental
     # the delta path really ran in every incremental model: only records / patients touched since
     # the watermark
     assert [m for m in sorted(INCREMENTAL) if not is_delta(compiled_run_sql(settings, m))] == []
@@ -275,7 +306,7 @@ def _merge_count(settings: Settings) -> int:
 
 
 @pytest.mark.slow
-def test_a_chart_merge_and_its_undoing_equal_full_refresh(two_nights, tmp_path):
+def test_a_chart_merge_and_its_undoing_equal_full_refresh(two_nights, both_nights_built, tmp_path):
     """Night 3 merges one chart into another (Patient.link replaced-by); night 4 sends the retired
     chart again without the link. Each night's delta moves the rows of both charts, as a full
     rebuild does."""
@@ -293,9 +324,7 @@ def test_a_chart_merge_and_its_undoing_equal_full_refresh(two_nights, tmp_path):
         (drop / "Patient.000.ndjson").write_text(json.dumps(_patient_version(landing, 0, version, updated, link)) + "\n")
     assert first["id"] != survivor["id"]
 
-    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
-    ingest(landing, settings, ("night1", "night2"))
-    transform.build(settings)
+    settings = copy_home(both_nights_built, tmp_path)
     arrived: tuple[str, ...] = ("night1", "night2")
     for night, merges in (("night3", 1), ("night4", 0)):
         arrived += (night,)
@@ -307,7 +336,7 @@ def test_a_chart_merge_and_its_undoing_equal_full_refresh(two_nights, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_clinic_time_zone_arriving_equals_full_refresh(two_nights, tmp_path):
+def test_a_clinic_time_zone_arriving_equals_full_refresh(two_nights, both_nights_built, tmp_path):
     """Night 3 sends a clinic's Organization again with another FHIR timezone extension: every
     local date of its patients moves, none of whom sent a record, so the next build is full."""
     import json
@@ -321,9 +350,7 @@ def test_a_clinic_time_zone_arriving_equals_full_refresh(two_nights, tmp_path):
     (landing / "ehr" / "night3").mkdir()
     (landing / "ehr" / "night3" / "Organization.000.ndjson").write_text(json.dumps(organization) + "\n")
 
-    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
-    ingest(landing, settings, ("night1", "night2"))
-    transform.build(settings)
+    settings = copy_home(both_nights_built, tmp_path)
     ingest(landing, settings, ("night1", "night2", "night3"))
     transform.build(settings)
     [(zone,)] = query(settings, "select time_zone from intermediate.int_clinic_time_zones where clinic_id = ?",
@@ -333,10 +360,8 @@ def test_a_clinic_time_zone_arriving_equals_full_refresh(two_nights, tmp_path):
 
 
 @pytest.mark.slow
-def test_build_after_an_as_of_build_equals_full_refresh(two_nights, tmp_path):
-    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
-    ingest(two_nights, settings, ("night1",))
-    transform.build(settings)
+def test_build_after_an_as_of_build_equals_full_refresh(two_nights, night1_built, tmp_path):
+    settings = copy_home(night1_built, tmp_path)
     transform.build(settings, as_of="2025-02-15T00:00:00")          # a replay: always a full rebuild
     assert "ingested_at > cast(" not in compiled_run_sql(settings, "staging/stg_raw__current_events.sql")
 
@@ -432,14 +457,10 @@ def _append_vitals(settings: Settings, source_record_id: str, payload_sql: str, 
 
 
 @pytest.mark.slow
-def test_nightly_tests_read_what_changed_and_full_checks_read_everything(two_nights, tmp_path):
-    settings = Settings(home=(tmp_path / "home").resolve()).ensure_dirs()
-    ingest(two_nights, settings, ("night1",))
-    transform.build(settings)                                       # first build: full, full tests
-    first = _test_results(settings)
+def test_nightly_tests_read_what_changed_and_full_checks_read_everything(night1_built, night2_built, tmp_path):
+    first = _test_results(night1_built)                             # first build: full, full tests
     assert "record_patient_key in (" not in first["not_null_stg_ehr__vitals_observation_id"][2]
-    ingest(two_nights, settings, ("night1", "night2"))
-    transform.build(settings)
+    settings = copy_home(night2_built, tmp_path)                    # then night 2's build
     night = _test_results(settings)
     assert set(night) == set(first)                                 # the same tests, every night
     # the staging views' row tests read the touched patients' rows (and rows without a patient)

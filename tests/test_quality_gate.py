@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -26,13 +27,33 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _good_marts_build(settings: Settings, as_of=None, full_refresh=False, stages=None, full_checks=False):
+    """dbt build stand-in: good marts in the warehouse."""
+    with writer(settings) as con:
+        good_marts(con)
+
+
 @pytest.fixture
 def fake_build(monkeypatch):
-    """dbt build stand-in: good marts in the warehouse."""
-    def build(settings: Settings, as_of=None, full_refresh=False, stages=None, full_checks=False):
-        with writer(settings) as con:
-            good_marts(con)
-    monkeypatch.setattr(pipeline, "step_build", build)
+    monkeypatch.setattr(pipeline, "step_build", _good_marts_build)
+
+
+@pytest.fixture(scope="module")
+def first_run(small_landing, tmp_path_factory) -> tuple[Settings, pipeline.RunSummary]:
+    """The small clinic's first night (run-1, the stand-in build), once; tests copy its home."""
+    settings = Settings(home=(tmp_path_factory.mktemp("gate") / "kap_home").resolve()).ensure_dirs()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "step_build", _good_marts_build)
+        summary = pipeline.run(small_landing, settings, run_id="run-1")
+    assert summary.published == settings.analytics
+    return settings, summary
+
+
+@pytest.fixture
+def after_first_run(first_run, tmp_path, fake_build) -> Settings:
+    """A home of this test's own, as the first night left it."""
+    shutil.copytree(first_run[0].home, tmp_path / "kap_home")
+    return Settings(home=(tmp_path / "kap_home").resolve()).ensure_dirs()
 
 
 def _drop(root: Path, name: str) -> Path:
@@ -73,9 +94,8 @@ def _phq9_file(out: Path, patient_id: str, scores: list[int]) -> None:
 
 
 def test_a_dosing_csv_missing_a_required_column_stops_the_run_and_keeps_analytics(
-        tmp_settings, small_landing, fake_build, tmp_path):
-    first = pipeline.run(small_landing, tmp_settings, run_id="run-1")
-    assert first.published == tmp_settings.analytics
+        after_first_run, small_landing, tmp_path):
+    tmp_settings = after_first_run
     before = _sha256(tmp_settings.analytics)
 
     bad = tmp_path / "landing-2"
@@ -99,8 +119,8 @@ def test_a_dosing_csv_missing_a_required_column_stops_the_run_and_keeps_analytic
     assert (tmp_settings.dq_dir / "run-2.html").exists()
 
 
-def test_scores_out_of_range_beyond_the_threshold_stop_the_run(tmp_settings, small_landing, fake_build, tmp_path):
-    pipeline.run(small_landing, tmp_settings, run_id="run-1")
+def test_scores_out_of_range_beyond_the_threshold_stop_the_run(after_first_run, small_landing, tmp_path):
+    tmp_settings = after_first_run
     before = _sha256(tmp_settings.analytics)
     bad = tmp_path / "landing-2"
     _phq9_file(bad / "ehr" / "2025-03-09", _first_patient(small_landing), [12, 40, 41, 42, 43, 44, 10, 9, 8, 7])
@@ -110,8 +130,8 @@ def test_scores_out_of_range_beyond_the_threshold_stop_the_run(tmp_settings, sma
     assert _sha256(tmp_settings.analytics) == before
 
 
-def test_warning_faults_pass_the_gate_and_are_published(tmp_settings, small_landing, fake_build):
-    summary = pipeline.run(small_landing, tmp_settings, run_id="run-1")
+def test_warning_faults_pass_the_gate_and_are_published(first_run):
+    tmp_settings, summary = first_run
     outcome = summary.steps["validate_landing"]
     assert outcome.passed and outcome.failed_warning        # the clinic has 1 % faults on purpose
     con = duckdb.connect(str(tmp_settings.analytics), read_only=True)
