@@ -161,22 +161,28 @@
     patient this model needs; recomputing more patients gives the same rows); else none. -#}
 {% macro kap_touched_patients_listed(watermark) -%}
     {%- if not execute -%}{{ return(none) }}{%- endif -%}
-    {%- set cache = ref('stg_raw__touched_patients') -%}
-    {%- if adapter.get_relation(database=cache.database, schema=cache.schema, identifier=cache.identifier) is none -%}
+    {{ return(kap_touched_list(ref('stg_raw__touched_patients'), 'touched_since <= ' ~ watermark)) }}
+{%- endmacro %}
+
+{#- The keys of the touched set `touched` as SQL for `in (...)`: a quoted list, a subquery when
+    longer than kap_touched_list_max(), an empty subquery when nobody was touched; none when the
+    set does not exist or was not built for the log as it is now with its header row's
+    touched_since meeting `since` (SQL). One query: the header check, the count and the list. -#}
+{% macro kap_touched_list(touched, since) -%}
+    {%- if adapter.get_relation(database=touched.database, schema=touched.schema, identifier=touched.identifier) is none -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set valid = run_query("select count(*) from " ~ cache ~ " where patient_key is null and touched_since <= "
-                              ~ watermark ~ " and through = (select max(ingested_at) from " ~ source('raw', 'events') ~ ")") -%}
-    {%- if valid.rows[0][0] != 1 -%}{{ return(none) }}{%- endif -%}
-    {%- set keys = run_query("select patient_key from " ~ cache ~ " where patient_key is not null order by 1").columns[0].values() -%}
-    {%- if keys | length == 0 -%}
-        {{ return("select cast(null as " ~ dbt.type_string() ~ ") where 1 = 0") }}
-    {%- elif keys | length > kap_touched_list_max() | int -%}
-        {{ return("select patient_key from " ~ cache ~ " where patient_key is not null") }}
+    {%- set quote = "'" -%}
+    {%- set row = run_query(
+        "select bool_or(patient_key is null and " ~ since ~ " and through = (select max(ingested_at) from "
+        ~ source('raw', 'events') ~ ")), count(patient_key), string_agg(" ~ quote * 4 ~ " || replace(patient_key, "
+        ~ quote * 4 ~ ", " ~ quote * 6 ~ ") || " ~ quote * 4 ~ ", ', ' order by patient_key) from " ~ touched).rows[0] -%}
+    {%- if not row[0] -%}{{ return(none) }}{%- endif -%}
+    {%- if row[1] == 0 -%}{{ return("select cast(null as " ~ dbt.type_string() ~ ") where 1 = 0") }}{%- endif -%}
+    {%- if row[1] > kap_touched_list_max() | int -%}
+        {{ return("select patient_key from " ~ touched ~ " where patient_key is not null") }}
     {%- endif -%}
-    {%- set quoted = [] -%}
-    {%- for key in keys -%}{%- do quoted.append("'" ~ (key | replace("'", "''")) ~ "'") -%}{%- endfor -%}
-    {{ return(quoted | join(', ')) }}
+    {{ return(row[2]) }}
 {%- endmacro %}
 
 {#- The earliest watermark of the patient models' current builds (none when none can be a delta):

@@ -60,8 +60,8 @@
 {% endtest %}
 
 {#- The touched patients (a SQL list or subquery) when this build's tests may read only the
-    changed rows of `relation`, else none. One query per test: the set is fresh only when it was
-    built for the log as it is now; the staging model is looked up in the graph. -#}
+    changed rows of `relation`, else none: the set is fresh only when it was built for the log as
+    it is now (kap_touched_list, macros/incremental.sql); the staging model is looked up in the graph. -#}
 {% macro kap_changed_scope(relation, touched) -%}
     {%- if not execute or var('kap_checks', 'nightly') == 'full' or target.type != 'duckdb' or kap_as_of() is not none -%}
         {{ return(none) }}
@@ -72,18 +72,5 @@
     {%- endif -%}
     {#- a build of selected models may not have built the set, nor ever have (a test selected
         with its model runs anyway): then there is no night to narrow to -#}
-    {%- if adapter.get_relation(database=touched.database, schema=touched.schema, identifier=touched.identifier) is none -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set quote = "'" -%}
-    {%- set row = run_query(
-        "select bool_or(patient_key is null and touched_since is not null and through = (select max(ingested_at) from "
-        ~ source('raw', 'events') ~ ")), count(patient_key), string_agg(" ~ quote * 4 ~ " || replace(patient_key, "
-        ~ quote * 4 ~ ", " ~ quote * 6 ~ ") || " ~ quote * 4 ~ ", ', ' order by patient_key) from " ~ touched).rows[0] -%}
-    {%- if not row[0] -%}{{ return(none) }}{%- endif -%}
-    {%- if row[1] == 0 -%}{{ return("select cast(null as " ~ dbt.type_string() ~ ") where 1 = 0") }}{%- endif -%}
-    {%- if row[1] > kap_touched_list_max() | int -%}
-        {{ return("select patient_key from " ~ touched ~ " where patient_key is not null") }}
-    {%- endif -%}
-    {{ return(row[2]) }}
+    {{ return(kap_touched_list(touched, 'touched_since is not null')) }}
 {%- endmacro %}
