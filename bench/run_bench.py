@@ -863,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
         if not a.no_dags:
             res["dags"] = dags_figure(work, work / f"p{min(sizes)}" / "home_full")
         write(res, a.out, load0)
-    if not a.no_startup:
+    if not a.no_startup and not a.only_scheduled:
         say("start-up costs")
         m = machine()
         startup = measure("startup", {"home": str(work / "startup_home"), "repeat": a.startup_repeat}, work)

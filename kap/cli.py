@@ -44,6 +44,11 @@ home_option = click.option("--home", envvar="KAP_HOME", default=None, help=HOME_
 as_of_option = click.option("--as-of", "as_of", default=None, metavar="TIMESTAMP",
                             help="Rebuild as the clinic knew it at this time (UTC), e.g. 2025-06-01T00:00:00.")
 
+full_checks_option = click.option(
+    "--full-checks", is_flag=True,
+    help="Run the data tests on every row; without it a night's staging tests read only the rows "
+         "that changed since the last build (run this weekly).")
+
 
 class KapGroup(click.Group):
     """Turns any error into one clear line instead of a traceback (the traceback with -v)."""
@@ -171,9 +176,7 @@ def _with_engine(settings: Settings, engine: str | None) -> Settings:
 @home_option
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
-@click.option("--full-checks", is_flag=True,
-              help="Run the data tests on every row; without it a night's staging tests read only "
-                   "the rows that changed since the last build (run this weekly).")
+@full_checks_option
 @engine_option
 @click.pass_context
 def build(ctx: click.Context, home: str | None, as_of: str | None, full_refresh: bool,
@@ -228,9 +231,7 @@ def publish(home: str | None, as_of: str | None, target: Path | None) -> None:
 @home_option
 @as_of_option
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from the whole event log.")
-@click.option("--full-checks", is_flag=True,
-              help="Run the data tests on every row; without it a night's staging tests read only "
-                   "the rows that changed since the last build (run this weekly).")
+@full_checks_option
 @engine_option
 @click.pass_context
 def run(ctx: click.Context, landing: Path, home: str | None, as_of: str | None, full_refresh: bool,
