@@ -64,7 +64,8 @@ test-spark: uv ## The marts built on DuckDB and on Spark, published tables compa
 docs: sync ## Regenerate the docs rendered from code
 	$(RUN) kap docs
 
-BENCH_ARGS ?= --sizes 1000,10000,50000 --days 365 --out bench/RESULTS.md --work /tmp/kap-bench
+# BENCH_LARGE=1 adds the 100k-patient size (about half an hour more)
+BENCH_ARGS ?= --sizes 1000,10000,50000 --days 365 --out bench/RESULTS.md --work /tmp/kap-bench $(if $(BENCH_LARGE),--large)
 bench: sync ## Performance figures (ingest vs native read, kap run, incremental night, scaling, dags/, scheduled night) -> bench/RESULTS.md
 	$(RUN) python bench/run_bench.py $(BENCH_ARGS)
 	$(RUN) python bench/notes_throughput.py --tagging-only --label "this commit"

@@ -2,6 +2,7 @@
 
     uv run python bench/run_bench.py                       # sizes 1000,10000,50000 x 365 days
     uv run python bench/run_bench.py --sizes 1000,10000 --out bench/RESULTS.md --work /tmp/kap-bench
+    uv run python bench/run_bench.py --large               # adds 100k patients (make bench BENCH_LARGE=1)
 
 For each size (patients; seeded generator, --days days, --fault-rate faults) it measures, every
 step in its own subprocess so wall time and peak RSS (os.wait4 -> ru_maxrss) are whole-process:
@@ -14,7 +15,9 @@ step in its own subprocess so wall time and peak RSS (os.wait4 -> ru_maxrss) are
 2. the whole `kap run` (ingest + validate + dbt build + validate + publish + report, the function the
    CLI calls) into an empty warehouse, with its stages (timed from the pipeline's progress lines);
 3. an incremental night: `kap run` on one new day of exports in the KAP_HOME of (2)
-   (below), compared with (2), the full build of the same year from an empty warehouse;
+   (below), compared with (2), the full build of the same year from an empty warehouse (the median
+   of --repeat nights from the same state when a night takes under a minute), and the night vs the
+   history it follows across sizes;
 4. scaling: seconds per 1k patients at each size (ingest, and the whole run);
 5. importing dags/: a fresh interpreter imports Airflow, then `DagBag(dag_folder=dags/)` is timed
    (what the DAG processor pays on each parse), plus the cold total;
@@ -458,9 +461,26 @@ def bench_size(n: int, a, work: Path) -> dict:
         drop, counts = day_drop(n, a, w)
         # the next night runs in the same KAP_HOME, as a scheduled night does (dbt's partial
         # parse and the warehouse path stay what they were)
-        say(f"{n} patients: incremental night ({sum(counts.values())} records in {len(counts)} files)")
-        r["incremental"] = measure("run", {"landing": str(drop), "home": str(home)}, w,
-                                   env={"KAP_HOME": str(home)}, log_name="run_incremental")
+        # A night under a minute is a short timing on a shared machine: the median of --repeat.
+        # Each repeat starts from the same state: the year's home is kept aside and put back, so
+        # every night runs at the same path (a copy elsewhere would lose dbt's partial parse).
+        kept = w / "home_full.before_night"
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(home, kept)
+        nights: list[dict] = []
+        while True:
+            say(f"{n} patients: incremental night {len(nights) + 1} "
+                f"({sum(counts.values())} records in {len(counts)} files)")
+            nights.append(measure("run", {"landing": str(drop), "home": str(home)}, w,
+                                  env={"KAP_HOME": str(home)}, log_name=f"run_incremental{len(nights)}"))
+            if len(nights) >= a.repeat or nights[0]["wall_s"] >= a.repeat_under:
+                break
+            shutil.rmtree(home)
+            shutil.copytree(kept, home)
+        shutil.rmtree(kept, ignore_errors=True)
+        walls = [x["wall_s"] for x in nights]
+        r["incremental"] = dict(sorted(nights, key=lambda x: x["wall_s"])[len(nights) // 2],
+                                runs=walls, wall_s=_median(walls))
         r["incremental"]["drop_records"] = sum(counts.values())
         r["incremental"]["drop_files"] = len(counts)
         r["incremental"]["day"] = day.isoformat()
@@ -494,6 +514,7 @@ def day_drop(n: int, a, w: Path) -> tuple[Path, dict[str, int]]:
         measure("generate", {**gen_args, "days": a.days + 1, "out": str(full2)}, w, log_name="generate_plus1")
         counts = measure("newday", {"full": str(full2), "out": str(drop), "day": day.isoformat()}, w)["counts"]
         shutil.rmtree(full2, ignore_errors=True)
+        drop.mkdir(parents=True, exist_ok=True)      # a small clinic's day can bring nothing
         (drop / ".complete").write_text(json.dumps(counts))
     return drop, json.loads((drop / ".complete").read_text())
 
@@ -580,6 +601,42 @@ def _render_startup(st: dict | None) -> list[str]:
                 "SQLAlchemy (`python -X importtime`); there is no lighter entry point to it.", ""]
 
 
+def _night_targets(row, by: dict) -> None:
+    """The targets for a night that costs what the night brought, and for memory at 50k and 100k."""
+    def ratio(n):
+        s = by.get(n) or {}
+        return s["native"]["seconds"] / s["ingest"]["seconds"] if s else None
+
+    for n, want in ((1000, 0.4), (10000, 0.5), (50000, 0.5)):
+        x = ratio(n)
+        row(f"ingest / DuckDB native read, {n // 1000}k >= {want}x", "-" if x is None else f"{x:.2f}x",
+            x is not None and x >= want)
+    r10 = (by.get(10000) or {}).get("run")
+    row("`kap run` 10k x 365 <= 45 s", "-" if not r10 else f"{r10['wall_s']:.1f} s", bool(r10) and r10["wall_s"] <= 45)
+    for n, want in ((10000, 0.2), (50000, 0.1)):
+        s = by.get(n) or {}
+        x = s["incremental"]["wall_s"] / s["run"]["wall_s"] if s.get("incremental") else None
+        row(f"one-day night / full rebuild, {n // 1000}k <= {want}x", "-" if x is None else f"{x:.2f}x",
+            x is not None and x <= want)
+    n10, n50 = (by.get(10000) or {}).get("incremental"), (by.get(50000) or {}).get("incremental")
+    x = n50["wall_s"] / n10["wall_s"] if n10 and n50 else None
+    row("night at 50k / night at 10k (the same day's drop) <= 1.3x", "-" if x is None else f"{x:.2f}x",
+        x is not None and x <= 1.3)
+    r50 = (by.get(50000) or {}).get("run")
+    row("full `kap run` peak RSS, 50k <= 3 GB", "-" if not r50 else f"{r50['peak_rss_mb'] / 1024:.2f} GB",
+        bool(r50) and r50["peak_rss_mb"] <= 3072)
+    r100 = (by.get(100000) or {}).get("run")
+    if r100 and r50:
+        x = r100["wall_s"] / r50["wall_s"]
+        ok = not r100.get("failed") and r100["peak_rss_mb"] <= 4096 and x <= 2.2
+        row("full `kap run` 100k x 365: completes, <= 4 GB peak, <= 2.2x the 50k time",
+            f"{'stopped by a check' if r100.get('failed') else 'completed'}, {r100['peak_rss_mb'] / 1024:.2f} GB, "
+            f"{r100['wall_s']:.0f} s = {x:.2f}x", ok)
+    else:
+        row("full `kap run` 100k x 365: completes, <= 4 GB peak, <= 2.2x the 50k time "
+            "(`make bench BENCH_LARGE=1`)", "-", False)
+
+
 def render(res: dict, previous: dict | None) -> str:
     m, sizes = res["machine"], res["sizes"]
     by = {s["patients"]: s for s in sizes}
@@ -657,12 +714,32 @@ def render(res: dict, previous: dict | None) -> str:
         L.append(f"| {s['patients']:,} | {inc['day']} | {inc['drop_files']} | {inc['drop_records']:,} | "
                  f"{_f(inc['wall_s'])} | {_f(inc['peak_rss_mb'], 0)} | {st} | {_f(s['run']['wall_s'])} | "
                  f"**{inc['wall_s'] / s['run']['wall_s']:.2f}x** |")
+    L += [""] + [f"- {s['patients']:,} patients, every night (s): "
+                 + ", ".join(f"{x:.1f}" for x in s["incremental"].get("runs", [s["incremental"]["wall_s"]]))
+                 for s in sizes if s.get("incremental")]
     L += ["", "The new day: the generator run again with the same seed for one day more; kept are the "
           "records whose knowledge time (FHIR `meta.lastUpdated`, dosing `amended_at`/`recorded_at`, notes "
           "`amended_at`/`signed_at`, in UTC) falls on that day, byte for byte - what a nightly `_since` "
           "export delivers. `kap run` on that drop runs in figure 2's KAP_HOME, right after it, as the "
           "next scheduled night would. The full rebuild is figure 2 itself: the same year's `kap run` from an "
-          "empty warehouse.", ""]
+          "empty warehouse. A night under a minute (--repeat-under) is run --repeat times, each from the same state (the "
+          "year's home is kept aside and put back); the table shows the median and its stages.", ""]
+    nights = [s for s in sizes if s.get("incremental")]
+    if len(nights) > 1:
+        L += ["### Night vs history: the same day's drop after a growing history", "",
+              "| patients (history) | drop records | night wall s | dbt build s | night s per 1k drop records "
+              "| vs the previous size's night |", "|---:|---:|---:|---:|---:|---|"]
+        prev = None
+        for s in nights:
+            inc = s["incremental"]
+            rel = "" if prev is None else (f"{inc['wall_s'] / prev['incremental']['wall_s']:.2f}x the night for "
+                                           f"{s['patients'] / prev['patients']:.0f}x the history")
+            L.append(f"| {s['patients']:,} | {inc['drop_records']:,} | {_f(inc['wall_s'])} | "
+                     f"{_f(inc['stages'].get('dbt build'))} | {_f(inc['wall_s'] / max(inc['drop_records'], 1) * 1000, 2)} | {rel} |")
+            prev = s
+        L += ["", f"Every size's drop is its own clinic's records of the same calendar day ({nights[0]['incremental']['day']}), "
+              "so a larger network also brings a larger drop: the per-record column separates the history's "
+              "cost from the drop's.", ""]
 
     L += ["## 4. Scaling (seconds per 1k patients)", "",
           "| patients | ingest s / 1k | kap run s / 1k | kap run wall s | vs previous size (x cost for x size) |",
@@ -740,8 +817,6 @@ def render(res: dict, previous: dict | None) -> str:
 
     def row(name, val, ok):
         L.append(f"| {name} | {val} | {'yes' if ok else 'NO'} |" if val != "-" else f"| {name} | not measured | - |")
-    ratios = [s["native"]["seconds"] / s["ingest"]["seconds"] for s in sizes]
-    row("ingest >= 0.5x native", ", ".join(f"{r:.2f}x" for r in ratios), min(ratios) >= 0.5)
     if 10000 in by:
         r10 = by[10000]["run"]
         cut = " (stopped before publish by a critical check, see figure 2)" if r10.get("failed") else ""
@@ -749,8 +824,6 @@ def render(res: dict, previous: dict | None) -> str:
         row("peak RSS 10k <= 3 GB", f"{r10['peak_rss_mb'] / 1024:.2f} GB{cut}", r10["peak_rss_mb"] <= 3072)
     else:
         row("kap run 10k x 365 <= 120 s", "-", False)
-    incs = [s["incremental"]["wall_s"] / s["run"]["wall_s"] for s in sizes if s.get("incremental")]
-    row("incremental night <= 0.2x full", ", ".join(f"{r:.2f}x" for r in incs) or "-", incs and max(incs) <= 0.2)
     if 10000 in by and 50000 in by:
         x = by[50000]["run"]["wall_s"] / by[10000]["run"]["wall_s"]
         row("50k <= 6x 10k", f"{x:.1f}x", x <= 6)
@@ -765,6 +838,7 @@ def render(res: dict, previous: dict | None) -> str:
             f"{_median(small['seconds']):.0f} s)", min(small["seconds"]) <= 90)
     else:
         row("kap_nightly under the scheduler, 60 patients x 90 days, full <= 90 s", "-", False)
+    _night_targets(row, by)
     sby = {nt["patients"]: nt for nt in sched.get("nights") or []}
     for n in (1000, 10000):
         if n in sby:
@@ -799,6 +873,8 @@ def render(res: dict, previous: dict | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,10000,50000", help="patients per clinic network, comma-separated")
+    ap.add_argument("--large", action="store_true",
+                    help="add the 100k-patient size (about half an hour more: generating it, and its full run)")
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--fault-rate", type=float, default=0.01)
@@ -807,9 +883,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="generated landing folders and warehouses (reused when already generated)")
     ap.add_argument("--regenerate", action="store_true", help="generate the landing folders again")
     ap.add_argument("--repeat", type=int, default=3,
-                    help="figure 1: best of this many native and ingest runs (default 3)")
+                    help="figure 1: best of this many native and ingest runs; figure 3: the median of this "
+                         "many nights when a night takes under a minute (default 3)")
     ap.add_argument("--repeat-up-to", type=int, default=10000,
                     help="figure 1 is repeated for sizes up to this many patients (default 10000)")
+    ap.add_argument("--repeat-under", type=float, default=60.0,
+                    help="figure 3: a night is repeated (--repeat times, the median shown) when the first "
+                         "took under this many seconds (default 60)")
     ap.add_argument("--no-incremental", action="store_true", help="skip figure 3")
     ap.add_argument("--no-dags", action="store_true", help="skip figure 5")
     ap.add_argument("--not-run-note", default="", help="a note on sizes left out, printed in RESULTS.md")
@@ -842,6 +922,8 @@ def main(argv: list[str] | None = None) -> int:
         a.out.write_text(render(res, previous))
         return 0
     sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
+    if a.large and 100000 not in sizes:
+        sizes.append(100000)
     work = a.work.absolute()
     work.mkdir(parents=True, exist_ok=True)
     load0 = load()
