@@ -59,7 +59,7 @@
 {{ adapter.dispatch('test_accepted_values', 'dbt')(model, column_name, values, quote) }}
 {% endtest %}
 
-{#- The touched patients (a SQL list or subquery) when this build's tests may read only the
+{#- The touched patients (a subquery of the set) when this build's tests may read only the
     changed rows of `relation`, else none: the set is fresh only when it was built for the log as
     it is now (kap_touched_list, macros/incremental.sql); the staging model is looked up in the graph. -#}
 {% macro kap_changed_scope(relation, touched) -%}
@@ -72,5 +72,5 @@
     {%- endif -%}
     {#- a build of selected models may not have built the set, nor ever have (a test selected
         with its model runs anyway): then there is no night to narrow to -#}
-    {{ return(kap_touched_list(touched, 'touched_since is not null')) }}
+    {{ return(kap_touched_list(touched, 'touched_since is not null', inline=false)) }}
 {%- endmacro %}
