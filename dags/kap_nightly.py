@@ -22,7 +22,9 @@ The nightly KAP pipeline, the same steps as `kap run`:
 2. **ingest_ehr**, then **ingest_dosing** and **ingest_notes** - one task per source (the EHR
    first: the other two name patients by MRN); new files into the append-only event log `raw.events`, exactly once per
    file; rejected records into `raw.quarantine`.
-3. **validate_landing** - Great Expectations checks on what was ingested.
+3. **validate_landing** - Great Expectations checks on what was ingested, and on the log's
+   current state (on a *nightly* run, below, the records sent tonight and every record with a
+   failing version; on a *full* one, every record).
 4. **dbt_build** - staging -> intermediate -> marts, one task per layer (`dbt build`: the
    layer's models and their tests; the log names a failing model or test).
    Which checks read what:

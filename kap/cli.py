@@ -47,7 +47,8 @@ as_of_option = click.option("--as-of", "as_of", default=None, metavar="TIMESTAMP
 full_checks_option = click.option(
     "--full-checks", is_flag=True,
     help="Run the data tests on every row; without it a night's staging tests read only the rows "
-         "that changed since the last build (run this weekly).")
+         "that changed since the last build, and the landing checks on the log's current state "
+         "only the records the run sent and those with a failing version (run this weekly).")
 
 
 class KapGroup(click.Group):
@@ -198,7 +199,8 @@ def build(ctx: click.Context, home: str | None, as_of: str | None, full_refresh:
 @click.option("--stage", type=click.Choice(["landing", "marts", "all"]), default="all", show_default=True,
               help="Which checks to run: on the ingested landing data, on the marts, or both.")
 @as_of_option
-def validate(home: str | None, stage: str, as_of: str | None) -> None:
+@full_checks_option
+def validate(home: str | None, stage: str, as_of: str | None, full_checks: bool) -> None:
     """Run the data-quality checks; exit 1 when a critical check fails."""
     from kap.pipeline import new_run_id, step_validate
     from kap.quality import CriticalCheckFailed
@@ -207,7 +209,7 @@ def validate(home: str | None, stage: str, as_of: str | None) -> None:
     stages = ["landing", "marts"] if stage == "all" else [stage]
     try:
         for one in stages:
-            outcome = step_validate(settings, one, run_id, _as_of(as_of))
+            outcome = step_validate(settings, one, run_id, _as_of(as_of), full_checks)
             click.echo(str(outcome))
     except CriticalCheckFailed as failure:
         raise click.ClickException(str(failure)) from None

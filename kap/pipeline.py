@@ -102,10 +102,11 @@ def step_lake_sync(settings: Settings, con=None) -> dict[str, int]:
         return lake.sync(own, settings.lake)
 
 
-def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None = None):
+def step_validate(settings: Settings, stage: str, run_id: str, as_of: str | None = None,
+                  full_checks: bool = False):
     from kap.quality import validate
 
-    return validate(settings, stage=stage, run_id=run_id, as_of=as_of)
+    return validate(settings, stage=stage, run_id=run_id, as_of=as_of, full_checks=full_checks)
 
 
 def step_build(settings: Settings, as_of: str | None = None, full_refresh: bool = False,
@@ -162,7 +163,7 @@ def run(landing: Path, settings: Settings, as_of: str | None = None, run_id: str
         watch.finish("ingest", ingest_detail(ingested))
         say("[2/6] validate landing")
         watch.start("validate_landing", "check landing")
-        checked = summary.steps["validate_landing"] = step_validate(settings, "landing", run_id, as_of)
+        checked = summary.steps["validate_landing"] = step_validate(settings, "landing", run_id, as_of, full_checks)
         watch.finish("validate_landing", _checks_detail(checked))
         say("[3/6] dbt build")
         watch.start("build", "dbt build")
@@ -170,7 +171,7 @@ def run(landing: Path, settings: Settings, as_of: str | None = None, run_id: str
         watch.finish("build")   # the last node count stands
         say("[4/6] validate marts")
         watch.start("validate_marts", "check marts")
-        checked = summary.steps["validate_marts"] = step_validate(settings, "marts", run_id, as_of)
+        checked = summary.steps["validate_marts"] = step_validate(settings, "marts", run_id, as_of, full_checks)
         watch.finish("validate_marts", _checks_detail(checked))
         say("[5/6] publish")
         watch.start("publish", "publish")

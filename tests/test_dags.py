@@ -4,6 +4,7 @@ conftest.py configures Airflow (AIRFLOW_HOME in a throwaway KAP_HOME) before air
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import subprocess
@@ -228,13 +229,35 @@ def test_a_failed_critical_check_fails_the_task_without_retry(monkeypatch, tmp_s
     from kap.quality import CriticalCheckFailed
     from kap.quality import ValidationOutcome
 
-    def failing(settings, stage, run_id, as_of=None):
+    def failing(settings, stage, run_id, as_of=None, full_checks=False):
         raise CriticalCheckFailed(ValidationOutcome(run_id, stage, "failed"))
 
     monkeypatch.setenv("KAP_HOME", str(tmp_settings.home))
     monkeypatch.setattr(pipeline, "step_validate", failing)
     with pytest.raises(AirflowFailException, match="critical"):
         orchestration.validate(stage="marts", run_id="test")
+
+
+def test_the_landing_checks_read_every_record_on_the_full_checks_night(monkeypatch, tmp_settings):
+    from kap import pipeline
+    from kap.quality import ValidationOutcome
+
+    seen = []
+
+    def recording(settings, stage, run_id, as_of=None, full_checks=False):
+        seen.append(full_checks)
+        return ValidationOutcome(run_id, stage, "passed")
+
+    monkeypatch.setenv("KAP_HOME", str(tmp_settings.home))
+    monkeypatch.setenv("KAP_FULL_CHECKS_DAY", "sunday")
+    monkeypatch.setenv("KAP_TIMEZONE", "UTC")
+    monkeypatch.setattr(pipeline, "step_validate", recording)
+    sunday, monday = dt.datetime(2026, 11, 29, 3, tzinfo=dt.timezone.utc), dt.datetime(2026, 11, 30, 3, tzinfo=dt.timezone.utc)
+    orchestration.validate(stage="landing", run_id="a", logical_date=sunday)
+    orchestration.validate(stage="landing", run_id="b", logical_date=monday)
+    orchestration.validate(stage="landing", run_id="c", params={"checks": "full"}, logical_date=monday)
+    orchestration.validate(stage="landing", run_id="d", params={"checks": "nightly"}, logical_date=sunday)
+    assert seen == [True, False, True, False]
 
 
 # --- end to end through Airflow ----------------------------------------------------------------
@@ -307,7 +330,7 @@ def test_critical_failure_stops_the_nightly_before_publish(nightly_run, dagbag, 
     from kap.quality import CriticalCheckFailed
     from kap.quality import ValidationOutcome
 
-    def failing(settings, stage, run_id, as_of=None):
+    def failing(settings, stage, run_id, as_of=None, full_checks=False):
         raise CriticalCheckFailed(ValidationOutcome(run_id, stage, "failed"))
 
     monkeypatch.setattr(pipeline, "step_validate", failing)

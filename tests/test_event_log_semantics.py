@@ -571,6 +571,97 @@ def test_fault_2_a_critical_condition_in_the_log_keeps_blocking_until_it_is_retr
     assert {r.check_id: r.status for r in outcome.results}["landing_log_not_future"] == "passed"
 
 
+def _log_results(outcome) -> dict[str, tuple]:
+    return {r.check_id: (r.status, r.rows_checked, r.rows_failed, r.failing_keys_sample, r.detail)
+            for r in outcome.results if r.target == "landing.log_current_events"}
+
+
+def test_a_night_reads_the_logs_current_state_in_part_and_finds_what_the_whole_log_holds(home, tmp_path):
+    """The landing_log_* checks on a night read the records the run sent and every record with a
+    failing version (docs/inputs.md); the full checks read every record. Both find the same failures."""
+    from kap.pipeline import step_validate
+    from kap.quality import CriticalCheckFailed
+    from kap.quality.runner import NIGHT_DETAIL
+    from kap.warehouse import writer
+
+    night1 = tmp_path / "n1"
+    write_ndjson(night1 / "ehr" / "Patient.000.ndjson", [patient("p-1", "MRN-1"), patient("p-2", "MRN-2")])
+    write_ndjson(night1 / "ehr" / "Observation.000.ndjson",
+                 [phq9(f"o-{i}", "p-1" if i % 2 else "p-2", 10 + i, updated="2025-05-02T10:00:00Z") for i in range(1, 9)])
+    step_ingest(night1, home, run_id="night-1")
+    # the first load is the whole log: read whole
+    first = _log_results(step_validate(home, "landing", "night-1"))
+    assert {v[:3] for v in first.values()} == {("passed", 10, 0)}     # 2 patients + 8 observations
+    assert {v[4] for v in first.values()} == {""}
+
+    # Two bad versions entered the log before tonight's rules (as an older ingest let in): o-1's
+    # current version is dated 2099, and so is the version of o-2 that tonight's new version replaces.
+    with writer(home) as con:
+        con.execute("UPDATE raw.events SET occurred_at = TIMESTAMP '2099-05-02 09:00:00' "
+                    "WHERE source_record_id IN ('Observation/o-1', 'Observation/o-2')")
+    night2 = tmp_path / "n2"
+    o2 = phq9("o-2", "p-2", 14, updated="2025-05-03T10:00:00Z")
+    o2["meta"]["versionId"] = "2"
+    write_ndjson(night2 / "ehr" / "Observation.000.ndjson", [o2, phq9("o-9", "p-1", 9, updated="2025-05-03T10:00:00Z")])
+    step_ingest(night2, home, run_id="night-2")
+
+    with pytest.raises(CriticalCheckFailed) as failure:
+        step_validate(home, "landing", "night-2")
+    night = _log_results(failure.value.outcome)
+    # read tonight: o-2 and o-9 (sent), o-1 and o-2 (a failing version): 3 current records
+    assert night["landing_log_not_future"][:3] == ("failed", 3, 1)
+    [sample] = night["landing_log_not_future"][3]
+    assert sample.startswith("ehr Observation/o-1 (event ") and sample.endswith(", file ehr/Observation.000.ndjson)")
+    assert "Observation/o-2" not in str(night["landing_log_not_future"][3])   # its current version is fine
+    for check_id in ("landing_log_recorded_not_after_ingest", "landing_log_patient_known"):
+        assert night[check_id] == ("passed", 3, 0, [], NIGHT_DETAIL), check_id
+
+    with pytest.raises(CriticalCheckFailed) as failure:
+        step_validate(home, "landing", "night-2", full_checks=True)
+    full = _log_results(failure.value.outcome)
+    # every record, the same failure
+    assert full["landing_log_not_future"][:4] == ("failed", 11, 1, night["landing_log_not_future"][3])
+    for check_id in ("landing_log_recorded_not_after_ingest", "landing_log_patient_known"):
+        assert full[check_id] == ("passed", 11, 0, [], ""), check_id
+    # and every other landing check gives the same answer either way
+    other = {r.check_id: (r.status, r.rows_checked, r.rows_failed) for r in failure.value.outcome.results
+             if r.target != "landing.log_current_events"}
+    with pytest.raises(CriticalCheckFailed) as failure:
+        step_validate(home, "landing", "night-2")
+    assert other == {r.check_id: (r.status, r.rows_checked, r.rows_failed) for r in failure.value.outcome.results
+                     if r.target != "landing.log_current_events"}
+
+
+def test_a_log_check_the_night_cannot_narrow_reads_the_whole_log(home, tmp_path):
+    """A condition that names a column the event log does not have (file_path is the view's) cannot
+    pick the failing versions: that view is read whole, and the check still runs."""
+    from dataclasses import replace
+
+    from kap.pipeline import step_validate
+    from kap.quality import validate
+    from kap.quality.catalogue import load_catalogue
+
+    night1 = tmp_path / "n1"
+    write_ndjson(night1 / "ehr" / "Patient.000.ndjson", [patient("p-1", "MRN-1"), patient("p-2", "MRN-2")])
+    write_ndjson(night1 / "ehr" / "Observation.000.ndjson",
+                 [phq9(f"o-{i}", "p-1", 10 + i, updated="2025-05-02T10:00:00Z") for i in range(1, 6)])
+    step_ingest(night1, home, run_id="night-1")
+    night2 = tmp_path / "n2"
+    write_ndjson(night2 / "ehr" / "Observation.000.ndjson", [phq9("o-9", "p-1", 9, updated="2025-05-03T10:00:00Z")])
+    step_ingest(night2, home, run_id="night-2")
+    landing = load_catalogue(stage="landing")
+    log_check = next(c for c in landing if c.check_id == "landing_log_patient_known")
+    by_file = replace(log_check, check_id="landing_log_file_known", params="file_path IS NOT NULL")
+    outcome = validate(home, "landing", "night-2", checks=landing + [by_file])
+    results = _log_results(outcome)
+    assert {v[:3] for v in results.values()} == {("passed", 8, 0)}    # 2 patients + 6 observations
+    assert {v[4] for v in results.values()} == {""}
+
+    # without that check, the same night reads its part: o-9 alone
+    results = _log_results(step_validate(home, "landing", "night-2"))
+    assert {v[:3] for v in results.values()} == {("passed", 1, 0)}
+
+
 def test_parked_records_show_in_the_landing_checks_until_released(home, tmp_path):
     from kap.pipeline import step_validate
 

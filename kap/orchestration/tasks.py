@@ -289,8 +289,11 @@ def ingest_tasks() -> list[Any]:
     return [task("ehr"), [task("dosing"), task("notes")]]
 
 
-def validate(stage: str, params: Mapping[str, Any] | None = None, run_id: str = "", **_: Any) -> Any:
-    """Run the GX checks of a stage; a failed critical check fails the task at once (no retry)."""
+def validate(stage: str, params: Mapping[str, Any] | None = None, run_id: str = "",
+             logical_date: dt.datetime | None = None, **_: Any) -> Any:
+    """Run the GX checks of a stage; a failed critical check fails the task at once (no retry).
+    The checks on the log's current state read what changed tonight, or every record on the
+    weekly full-checks night (`full_checks`)."""
     from kap.pipeline import new_run_id, step_validate
     from kap.quality import CriticalCheckFailed
     from kap.warehouse import writer_lock
@@ -299,7 +302,7 @@ def validate(stage: str, params: Mapping[str, Any] | None = None, run_id: str = 
     conf = settings()
     try:
         with writer_lock(conf):
-            outcome = step_validate(conf, stage, run_id or new_run_id(), as_of)
+            outcome = step_validate(conf, stage, run_id or new_run_id(), as_of, full_checks(params, logical_date))
     except CriticalCheckFailed as failure:
         _fail(f"critical data-quality check failed at stage {stage!r}: {failure}. "
               f"Nothing is published; {conf.analytics} keeps the last good snapshot.", failure)

@@ -17,7 +17,7 @@ import duckdb
 
 from kap.quality.catalogue import Check
 from kap.quality.targets import (LANDING_VIEWS, MART_KEYS, bind, location, mart_table,
-                                    relation_sql)
+                                    night_relation_sql, relation_sql)
 
 log = logging.getLogger(__name__)
 
@@ -298,34 +298,72 @@ def run_check(con: duckdb.DuckDBPyConnection, check: Check, run_id: str, now: st
 
 
 def materialise_landing_views(con: duckdb.DuckDBPyConnection, checks: list[Check], run_id: str,
-                              now: str | None) -> dict[str, str]:
-    """Compute each landing view the checks use once, into a temp table.
+                              now: str | None, full: bool = True) -> tuple[dict[str, str], set[str]]:
+    """Compute each landing view the checks use once, into a temp table: (target -> table, the
+    targets read in part).
 
     A landing view extracts payload fields from this run's events; dozens of checks read the same
     view, so computing it once keeps validation proportional to the run's size, not to
-    size x checks. A view that fails to compute is left out: its checks then run (and report
+    size x checks. A view of the whole log is read in part on a night (`full` false, see
+    night_scope). A view that fails to compute is left out: its checks then run (and report
     their own error) against the plain query.
     """
     relations: dict[str, str] = {}
+    read_in_part: set[str] = set()
     for target in dict.fromkeys(c.target for c in checks if mart_table(c.target) is None):
         name = "dq_" + target.split(".", 1)[-1]
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {bind(relation_sql(target), run_id, now)} AS v")
-        except duckdb.Error as error:
-            log.warning("landing view %s could not be computed once: %s", target, str(error).splitlines()[0])
-            continue
-        relations[target] = name
-    return relations
+        night = None if full else night_scope(con, target, checks, run_id)
+        for sql in ([night] if night else []) + [relation_sql(target)]:
+            try:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {bind(sql, run_id, now)} AS v")
+            except duckdb.Error as error:
+                log.warning("landing view %s could not be computed%s: %s", target,
+                            " for the night (reading it whole)" if sql is night else " once",
+                            str(error).splitlines()[0])
+                continue
+            relations[target] = name
+            if sql is night:
+                read_in_part.add(target)
+            break
+    return relations, read_in_part
+
+
+NIGHT_DETAIL = ("read for the night: the current version of the records this run sent and of every "
+                "record with a version failing a check of this target; the full checks read every record")
+
+
+def night_scope(con: duckdb.DuckDBPyConnection, target: str, checks: list[Check], run_id: str) -> str | None:
+    """The night's part of a whole-log landing view, or None to read it whole.
+
+    Every check on the view must be a row `condition`: a version failing one of them puts its record
+    in the night's part, so a failing current version is found whatever night it arrived. Read whole
+    when the run brought half the log or more (a first load: the part would be the whole)."""
+    on_target = [c for c in checks if c.target == target]
+    if not on_target or any(c.check_type != "condition" for c in on_target):
+        return None
+    failing = " OR ".join(f"NOT coalesce(({c.params}), FALSE)" for c in on_target)
+    sql = night_relation_sql(target, failing)
+    if sql is None:
+        return None
+    added, logged = con.execute(
+        "SELECT (SELECT coalesce(sum(events_added), 0) FROM raw.ingest_files WHERE run_id = ?), "
+        "(SELECT count(*) FROM raw.events)", [run_id]).fetchone()
+    return sql if 2 * added < logged else None
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], run_id: str,
-               now: str | None) -> list[CheckResult]:
-    relations = materialise_landing_views(con, checks, run_id, now)
+               now: str | None, full: bool = True) -> list[CheckResult]:
+    """Run the checks; `full` false reads a whole-log landing view in part (night_scope)."""
+    relations, read_in_part = materialise_landing_views(con, checks, run_id, now, full=full)
     try:
-        return [run_check(con, check, run_id, now, relations) for check in checks]
+        results = [run_check(con, check, run_id, now, relations) for check in checks]
     finally:
         for name in relations.values():
             con.execute(f"DROP TABLE IF EXISTS {name}")
+    for result in results:
+        if result.target in read_in_part and result.status != "not_run" and not result.detail:
+            result.detail = NIGHT_DETAIL
+    return results
 
 
 def sample_json(result: CheckResult) -> str:

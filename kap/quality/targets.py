@@ -82,6 +82,9 @@ class LandingView:
     location: str       # where the failing rows live, for people reading a failure
     payload_fields: tuple[str, ...] = ()   # payload fields pulled out (used by tests to build data)
     event_types: tuple[str, ...] = ()
+    # A view of the whole log that a night may read in part (night_sql): the SQL has a `{records}`
+    # hook after `FROM raw.events e`, empty when the whole log is read.
+    nightly: bool = False
 
 
 def _events_view(name: str, event_types: tuple[str, ...], fields: dict[str, str], key: str = "event_id",
@@ -234,7 +237,7 @@ LANDING_VIEWS: dict[str, LandingView] = {v.name: v for v in (
         WITH ranked AS (
             SELECT e.*, row_number() OVER (PARTITION BY e.source, e.source_record_id
                                            ORDER BY e.recorded_at DESC, e.ingested_at DESC, e.event_id DESC) AS rn
-            FROM raw.events e
+            FROM raw.events e{records}
         )
         SELECT r.event_id, r.event_type, r.patient_key, r.occurred_at, r.recorded_at, r.ingested_at,
                r.source, r.source_record_id, f.path AS file_path,
@@ -243,7 +246,7 @@ LANDING_VIEWS: dict[str, LandingView] = {v.name: v for v in (
         FROM ranked r LEFT JOIN raw.ingest_files f ON f.file_id = r.file_id
         WHERE r.rn = 1 AND r.event_type <> 'record_retracted'
         """,
-        "log_record", "raw.events: the latest version of each record (source, source_record_id)"),
+        "log_record", "raw.events: the latest version of each record (source, source_record_id)", nightly=True),
     LandingView(
         "log_parked",
         f"""
@@ -278,20 +281,43 @@ def mart_table(target: str) -> str | None:
     return None
 
 
+def _landing_view(target: str) -> LandingView:
+    return LANDING_VIEWS[target.split(".", 1)[1] if target.startswith("landing.") else target]
+
+
 def relation_sql(target: str) -> str:
     """A SQL relation (sub-query or table name) for a catalogue target."""
     table = mart_table(target)
     if table is not None:
         return f"marts.{table}"
-    view = LANDING_VIEWS[target.split(".", 1)[1] if target.startswith("landing.") else target]
-    return f"({view.sql})"
+    view = _landing_view(target)
+    return f"({view.sql.replace('{records}', '')})"
+
+
+# A night's part of a whole-log view: the records this run's files sent, and every record with a
+# version for which `failing` (SQL on raw.events) holds. With `failing` true for every version that
+# fails one of the view's checks, a failing current version is always read: the night finds every
+# failure the whole log holds, tonight's and the ones earlier nights left, at the cost of what
+# changed (README: "Nightly and full checks").
+_NIGHT_RECORDS = """ SEMI JOIN (
+                SELECT source, source_record_id FROM raw.events
+                WHERE file_id IN (SELECT file_id FROM raw.ingest_files WHERE run_id = :run_id) OR ({failing})
+            ) AS night ON night.source = e.source AND night.source_record_id = e.source_record_id"""
+
+
+def night_relation_sql(target: str, failing: str) -> str | None:
+    """The night's part of a whole-log landing view (None when the view is read whole every night)."""
+    if mart_table(target) is not None or not _landing_view(target).nightly:
+        return None
+    view = _landing_view(target)
+    return f"({view.sql.replace('{records}', _NIGHT_RECORDS.replace('{failing}', failing))})"
 
 
 def location(target: str) -> str:
     table = mart_table(target)
     if table is not None:
         return f"warehouse marts.{table}"
-    return LANDING_VIEWS[target.split(".", 1)[1]].location
+    return _landing_view(target).location
 
 
 def sql_literal(value: object) -> str:
