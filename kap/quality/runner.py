@@ -313,16 +313,17 @@ def materialise_landing_views(con: duckdb.DuckDBPyConnection, checks: list[Check
     for target in dict.fromkeys(c.target for c in checks if mart_table(c.target) is None):
         name = "dq_" + target.split(".", 1)[-1]
         night = None if full else night_scope(con, target, checks, run_id)
-        for sql in ([night] if night else []) + [relation_sql(target)]:
+        # the night's part first when there is one; the whole view when that part fails to compute
+        for sql, in_part in ([(night, True)] if night else []) + [(relation_sql(target), False)]:
             try:
                 con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {bind(sql, run_id, now)} AS v")
             except duckdb.Error as error:
                 log.warning("landing view %s could not be computed%s: %s", target,
-                            " for the night (reading it whole)" if sql is night else " once",
+                            " for the night (reading it whole)" if in_part else " once",
                             str(error).splitlines()[0])
                 continue
             relations[target] = name
-            if sql is night:
+            if in_part:
                 read_in_part.add(target)
             break
     return relations, read_in_part

@@ -82,8 +82,8 @@ class LandingView:
     location: str       # where the failing rows live, for people reading a failure
     payload_fields: tuple[str, ...] = ()   # payload fields pulled out (used by tests to build data)
     event_types: tuple[str, ...] = ()
-    # A view of the whole log that a night may read in part (night_sql): the SQL has a `{records}`
-    # hook after `FROM raw.events e`, empty when the whole log is read.
+    # A view of the whole log that a night may read in part (night_relation_sql): the SQL has a
+    # `{records}` hook after `FROM raw.events e`, empty when the whole log is read.
     nightly: bool = False
 
 
@@ -307,9 +307,11 @@ _NIGHT_RECORDS = """ SEMI JOIN (
 
 def night_relation_sql(target: str, failing: str) -> str | None:
     """The night's part of a whole-log landing view (None when the view is read whole every night)."""
-    if mart_table(target) is not None or not _landing_view(target).nightly:
+    if mart_table(target) is not None:
         return None
     view = _landing_view(target)
+    if not view.nightly:
+        return None
     return f"({view.sql.replace('{records}', _NIGHT_RECORDS.replace('{failing}', failing))})"
 
 
