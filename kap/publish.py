@@ -73,16 +73,30 @@ def clinic_target(target: Path, clinic_id: str) -> Path:
     return target.with_name(f"{target.stem}_clinic_{safe}.duckdb")
 
 
-def _columns(con, table: str) -> set[str]:
-    return {r[0].lower() for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'marts' AND table_name = ?",
-        [table]).fetchall()}
+class _Catalog:
+    """The columns of the marts and dq tables, read once per publish (a file per clinic asks for
+    every table's columns again; 250 catalogue queries took about 1.4 s at 10k patients)."""
+
+    def __init__(self, con) -> None:
+        self._cols: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for schema, table, name, dtype in con.execute(
+                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema IN ('marts', 'dq') ORDER BY table_schema, table_name, ordinal_position").fetchall():
+            self._cols.setdefault((schema, table), []).append((name, dtype))
+
+    def columns(self, schema: str, table: str) -> list[tuple[str, str]]:
+        """(name, data type) in column order; [] for a table that does not exist."""
+        return self._cols.get((schema, table), [])
 
 
-def _clinic_ids(con, tables: list[str]) -> list[str]:
+def _columns(cat: _Catalog, table: str) -> set[str]:
+    return {name.lower() for name, _ in cat.columns("marts", table)}
+
+
+def _clinic_ids(con, cat: _Catalog, tables: list[str]) -> list[str]:
     ids: set[str] = set()
     for table in tables:
-        if "clinic_id" in _columns(con, table):
+        if "clinic_id" in _columns(cat, table):
             ids |= {r[0] for r in con.execute(
                 f'SELECT DISTINCT clinic_id FROM marts."{table}" WHERE clinic_id IS NOT NULL').fetchall()}
     return sorted(ids)
@@ -93,21 +107,21 @@ RECOMPUTED_PER_CLINIC = {"integration_outcomes": "integration_outcomes_clinic",
                          "care_team_outcomes": "care_team_outcomes_clinic"}
 
 
-def _table_source(con, table: str, clinic: str | None) -> tuple[str, list]:
+def _table_source(cat: _Catalog, table: str, clinic: str | None) -> tuple[str, list]:
     """(SELECT, parameters) of a published table: the whole mart, or one clinic's rows of it -
     by clinic_id, else by the clinic's episodes (care_pathways), else recomputed per clinic."""
-    select = f"SELECT {_formula_safe_columns(con, 'marts', table)}"
+    select = f"SELECT {_formula_safe_columns(cat, 'marts', table)}"
     if clinic is None:
         return f'{select} FROM marts."{table}"', []
-    cols = _columns(con, table)
+    cols = _columns(cat, table)
     if table in RECOMPUTED_PER_CLINIC:
         recomputed = RECOMPUTED_PER_CLINIC[table]
-        if "clinic_id" not in _columns(con, recomputed):      # not built: no rows rather than all
+        if "clinic_id" not in _columns(cat, recomputed):      # not built: no rows rather than all
             return f'{select} FROM marts."{table}" WHERE FALSE', []
         return f'{select} FROM marts."{recomputed}" WHERE clinic_id = ?', [clinic]
     if "clinic_id" in cols:
         return f'{select} FROM marts."{table}" WHERE clinic_id = ?', [clinic]
-    if "episode_key" in cols and "clinic_id" not in _columns(con, "care_pathways"):
+    if "episode_key" in cols and "clinic_id" not in _columns(cat, "care_pathways"):
         return f'{select} FROM marts."{table}" WHERE FALSE', []   # no episode -> clinic map: no rows
     if "episode_key" in cols:
         return (f'{select} FROM marts."{table}" WHERE episode_key IN '
@@ -136,13 +150,14 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
         missing = [t for t in MART_TABLES if t not in existing]
         if missing:
             log.warning("publishing without marts not built yet: %s", ", ".join(missing))
+        cat = _Catalog(con)
         for table in tables:
-            bad = sorted(_columns(con, table) & FORBIDDEN_COLUMNS)
+            bad = sorted(_columns(cat, table) & FORBIDDEN_COLUMNS)
             if bad:
                 raise PublishRefused(f"marts.{table} has identifier column(s) {bad}: not published")
         dq_runs = _dq_run_ids(con, run_id)
         published_at = _utcnow()
-        clinics = _clinic_ids(con, tables)
+        clinics = _clinic_ids(con, cat, tables)
         files = [(target, None)] + [(clinic_target(target, c), c) for c in clinics]
         if len({path for path, _ in files}) != len(files):
             raise PublishRefused(f"two clinic ids map to one file name: {clinics}")
@@ -150,7 +165,7 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
         try:
             for path, clinic in files:
                 tmp = path.with_name(f"{path.name}.tmp-{safe_run}")
-                _write_snapshot(con, tmp, tables, clinic, dq_runs, run_id, as_of, published_at)
+                _write_snapshot(con, cat, tmp, tables, clinic, dq_runs, run_id, as_of, published_at)
                 written.append((tmp, path))
         except BaseException:
             for tmp, _ in written:
@@ -173,7 +188,7 @@ def publish(settings: Settings, run_id: str, as_of: str | None = None, target: P
     return target
 
 
-def _write_snapshot(con, tmp: Path, tables: list[str], clinic: str | None, dq_runs, run_id: str,
+def _write_snapshot(con, cat: _Catalog, tmp: Path, tables: list[str], clinic: str | None, dq_runs, run_id: str,
                     as_of, published_at) -> None:
     """One published file: the tables (one clinic's rows when `clinic`), dq_results, publish_runs."""
     alias = "kap_publish"
@@ -183,7 +198,7 @@ def _write_snapshot(con, tmp: Path, tables: list[str], clinic: str | None, dq_ru
     try:
         counts: dict[str, int] = {}
         for table in tables:
-            sql, params = _table_source(con, table, clinic)
+            sql, params = _table_source(cat, table, clinic)
             con.execute(f'CREATE TABLE {alias}.main."{table}" AS {sql}', params)
             counts[table] = con.execute(f'SELECT count(*) FROM {alias}.main."{table}"').fetchone()[0]
             crashpoints.reached("publish.mid_copy")
@@ -192,7 +207,7 @@ def _write_snapshot(con, tmp: Path, tables: list[str], clinic: str | None, dq_ru
         if dq_runs:
             # a clinic's file: the checks' results, without samples of failing rows (any clinic's)
             replace = {"failing_keys_sample": "NULL::VARCHAR AS failing_keys_sample"} if clinic else None
-            cols = _formula_safe_columns(con, "dq", "check_results", replace=replace)
+            cols = _formula_safe_columns(cat, "dq", "check_results", replace=replace)
             con.execute(f"CREATE TABLE {alias}.main.dq_results AS SELECT {cols} FROM dq.check_results "
                         f"WHERE {dq_filter} ORDER BY stage, check_id", dq_params)
         else:
@@ -229,14 +244,11 @@ def formula_safe_sql(expr: str) -> str:
     return f"CASE WHEN left({expr}, 1) IN ({triggers}) THEN chr(39) || {expr} ELSE {expr} END"
 
 
-def _formula_safe_columns(con, schema: str, table: str, replace: dict[str, str] | None = None) -> str:
+def _formula_safe_columns(cat: _Catalog, schema: str, table: str, replace: dict[str, str] | None = None) -> str:
     """The select list of a published table: every text column through formula_safe_sql
     (`replace`: column -> a select item used instead)."""
-    cols = con.execute("SELECT column_name, data_type FROM information_schema.columns "
-                       "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-                       [schema, table]).fetchall()
     out = []
-    for name, dtype in cols:
+    for name, dtype in cat.columns(schema, table):
         q = '"' + name.replace('"', '""') + '"'
         if replace and name in replace:
             out.append(replace[name])
