@@ -129,11 +129,15 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _mart_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str] | None:
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = 'marts' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
-    return [r[0] for r in rows] or None
+def mart_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Every mart's columns in order, in one catalogue query (one per check took about 1 s of a
+    mart stage's 6 s at 10k patients)."""
+    out: dict[str, list[str]] = {}
+    for table, column in con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'marts' ORDER BY table_name, ordinal_position").fetchall():
+        out.setdefault(table, []).append(column)
+    return out
 
 
 def _key_expr(check: Check, mart_cols: list[str] | None) -> str:
@@ -225,13 +229,15 @@ def _clean_key(value: Any) -> str:
 
 
 def run_check(con: duckdb.DuckDBPyConnection, check: Check, run_id: str, now: str | None,
-              relations: dict[str, str] | None = None) -> CheckResult:
-    """Run one check and return its result; a check that cannot run is `not_run`, never passed."""
+              relations: dict[str, str] | None = None,
+              columns: dict[str, list[str]] | None = None) -> CheckResult:
+    """Run one check and return its result; a check that cannot run is `not_run`, never passed.
+    columns: mart_columns(con) when the caller runs many checks (else it is read here)."""
     relation = (relations or {}).get(check.target) or relation_sql(check.target)
     mart_cols: list[str] | None = None
     table = mart_table(check.target)
     if table is not None:
-        mart_cols = _mart_columns(con, table)
+        mart_cols = (columns if columns is not None else mart_columns(con)).get(table)
         if mart_cols is None:
             return _not_run(check, run_id, f"table marts.{table} does not exist (yet)")
         missing = [c for c in check.columns if c not in mart_cols]
@@ -357,7 +363,8 @@ def run_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], run_id: str,
     """Run the checks; `full` false reads a whole-log landing view in part (night_scope)."""
     relations, read_in_part = materialise_landing_views(con, checks, run_id, now, full=full)
     try:
-        results = [run_check(con, check, run_id, now, relations) for check in checks]
+        columns = mart_columns(con)
+        results = [run_check(con, check, run_id, now, relations, columns) for check in checks]
     finally:
         for name in relations.values():
             con.execute(f"DROP TABLE IF EXISTS {name}")
