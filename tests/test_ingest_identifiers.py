@@ -110,3 +110,36 @@ def test_good_ids_are_accepted(tmp_path):
             _append_dosing_row(land, good)
     settings, _ = _ingest(tmp_path, edit)
     assert not [r for r in _quarantine(settings, DOSING) if r[1] == "invalid_identifier"]
+
+
+def _append_local_clock_row(land: Path, dosing_id: str, clinician_id: str) -> None:
+    """A dosing row whose times carry no UTC offset: read in the clinic's zone (KAP_TIMEZONE), which
+    rewrites its payload after the reader built it (ingest/clocks.py)."""
+    path = land / DOSING
+    row = path.read_text("utf-8-sig").splitlines()[1].split(",")
+    row[0], row[22] = dosing_id, clinician_id
+    for i in (8, 9, 10):                       # start_at, end_at, monitoring_end_at
+        row[i] = row[i][:19]
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        f.write(",".join(row) + "\n")
+
+
+def test_a_row_read_in_the_clinic_zone_keeps_its_identifier_check(tmp_path, monkeypatch):
+    """A row whose payload the clock rewrites (its times shifted, time_zone_assumed added) is held to
+    the identifier rule like any other: a bad id is named, a good one is accepted in the zone."""
+    monkeypatch.setenv("KAP_TIMEZONE", "America/Los_Angeles")
+    monkeypatch.delenv("KAP_CLINIC_TIMEZONES", raising=False)
+
+    def edit(land: Path) -> None:
+        _append_local_clock_row(land, "d-98", "=HYPERLINK(1)")
+        _append_local_clock_row(land, "d-97", "cl-1")
+    settings, _ = _ingest(tmp_path, edit)
+    bad = [r for r in _quarantine(settings, DOSING) if r[1] == "invalid_identifier"]
+    assert len(bad) == 1 and bad[0][2].startswith("clinician_id does not match"), bad
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        good = con.execute("SELECT payload->>'time_zone_assumed', payload->>'start_at' FROM raw.events "
+                           "WHERE source_record_id LIKE '%d-97%'").fetchall()
+    finally:
+        con.close()
+    assert good == [("America/Los_Angeles", "2025-05-05T16:10:00Z")], good
