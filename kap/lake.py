@@ -23,7 +23,9 @@ Types are the ones Spark reads (STACK.md): TIMESTAMP as Parquet timestamps (Spar
 timestamp_ntz), the JSON payload as a string; no UUID or INTERVAL columns.
 
 `reconcile` compares the lake with the log by row count and an order-independent checksum per
-table; the landing check `landing_lake_matches_log` (expectations/checks.csv) reads its result.
+table; the landing check `landing_lake_matches_log` (expectations/checks.csv) reads its result. On a
+night the checksums cover the rows committed since the check last passed (`night_since`), so the
+check reads the night's parts, not the whole lake; the full checks read every row.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ class LakeTable:
     rows: str                    # SQL with ? for unit id and stamp: the rows of one part
     order: str                   # stable row order inside a part
     relation: str = ""           # the raw rows with the partition values but the date (default raw.<name>)
+    stamp: str = "ingested_at"   # the commit time of a row (its date is the last partition's value)
 
     def log_relation(self) -> str:
         return self.relation or f"raw.{self.name}"
@@ -83,7 +86,8 @@ TABLES: tuple[LakeTable, ...] = (
         "WHERE f.file_id = q.file_id), 'unknown') = ? AND q.file_id = ? AND q.quarantined_at = ?",
         "line_number",
         "(SELECT q.*, coalesce(f.source, 'unknown') AS source FROM raw.quarantine q "
-        "LEFT JOIN raw.ingest_files f USING (file_id))"),
+        "LEFT JOIN raw.ingest_files f USING (file_id))",
+        "quarantined_at"),
     LakeTable(
         "ingest_files",
         ("file_id", "path", "sha256", "status", "reject_reason", "size_bytes", "records_read",
@@ -99,7 +103,7 @@ TABLES: tuple[LakeTable, ...] = (
         ("recorded_date",),
         "SELECT CAST(recorded_at AS DATE), run_id, recorded_at FROM raw.knowledge_cutoffs GROUP BY ALL",
         "FROM raw.knowledge_cutoffs WHERE run_id = ? AND recorded_at = ?",
-        "run_id"),
+        "run_id", stamp="recorded_at"),
 )
 TABLE_NAMES = tuple(t.name for t in TABLES)
 
@@ -191,9 +195,10 @@ def _hash_columns(table: LakeTable) -> list[str]:
     return cols
 
 
-def _checksum_sql(table: LakeTable, relation: str) -> str:
+def _checksum_sql(table: LakeTable, relation: str, where: str = "") -> str:
     cols = ", ".join(f"CAST({c} AS VARCHAR)" for c in _hash_columns(table))
-    return f"SELECT count(*) AS n, coalesce(sum(hash({cols})::HUGEINT), 0) AS checksum FROM {relation}"
+    return (f"SELECT count(*) AS n, coalesce(sum(hash({cols})::HUGEINT), 0) AS checksum FROM {relation}"
+            + (f" WHERE {where}" if where else ""))
 
 
 def lake_relation(root: Path, table: LakeTable) -> str | None:
@@ -205,21 +210,56 @@ def lake_relation(root: Path, table: LakeTable) -> str | None:
     return f"read_parquet({pattern}, hive_partitioning = true, hive_types_autocast = false)"
 
 
-def reconcile(con: duckdb.DuckDBPyConnection, root: Path) -> list[dict]:
-    """Per lake table: rows and checksum in the log and in the lake."""
+def reconcile(con: duckdb.DuckDBPyConnection, root: Path, since: dt.datetime | None = None) -> list[dict]:
+    """Per lake table: rows and checksum in the log and in the lake.
+
+    since: the checksums cover only the rows committed after it (the lake side reads only the date
+    partitions from its date on); the row counts still cover every row, so a part lost or copied
+    anywhere is found. None: every row (the full checks, the Spark engine's require_match)."""
     out = []
     for table in TABLES:
-        log_n, log_sum = con.execute(_checksum_sql(table, table.log_relation())).fetchone()
         relation = lake_relation(root, table)
-        lake_n, lake_sum = (0, 0) if relation is None else con.execute(_checksum_sql(table, relation)).fetchone()
+        if since is None:
+            log_n, log_sum = con.execute(_checksum_sql(table, table.log_relation())).fetchone()
+            lake_n, lake_sum = (0, 0) if relation is None else con.execute(_checksum_sql(table, relation)).fetchone()
+        else:
+            newer = f"{table.stamp} > ?"
+            log_n = con.execute(f"SELECT count(*) FROM {table.log_relation()}").fetchone()[0]
+            _, log_sum = con.execute(_checksum_sql(table, table.log_relation(), newer), [since]).fetchone()
+            lake_n, lake_sum = 0, 0
+            if relation is not None:
+                lake_n = con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
+                # hive partition values are text: 'YYYY-MM-DD' compares as the date does
+                _, lake_sum = con.execute(_checksum_sql(table, relation, f"{table.partitions[-1]} >= ? AND {newer}"),
+                                          [since.date().isoformat(), since]).fetchone()
         out.append({"lake_table": table.name, "log_rows": int(log_n), "lake_rows": int(lake_n),
                     "log_checksum": str(log_sum), "lake_checksum": str(lake_sum)})
     return out
 
 
-def stage_check(con: duckdb.DuckDBPyConnection, root: Path) -> None:
-    """Fill the temp table the landing view log_lake reads (one row per lake table)."""
-    rows = reconcile(con, root)
+#: The landing check that reads the reconciliation (expectations/checks.csv).
+CHECK_ID = "landing_lake_matches_log"
+
+
+def night_since(con: duckdb.DuckDBPyConnection) -> dt.datetime | None:
+    """Where a night's lake check may start its checksums: the start of the latest landing validation
+    whose lake check passed (every row committed before it was compared by that check or an earlier
+    passing one). None when there is none: read everything. A failing check keeps the start where
+    it was, so the next night compares the same rows again."""
+    if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'dq' "
+                       "AND table_name IN ('validation_runs', 'check_results')").fetchone()[0] == 2:
+        return None
+    return con.execute(f"""
+        SELECT max(v.started_at) FROM dq.validation_runs v
+        JOIN dq.check_results c ON c.run_id = v.run_id AND c.stage = v.stage
+        WHERE v.stage = 'landing' AND v.as_of IS NULL AND c.check_id = '{CHECK_ID}' AND c.status = 'passed'
+    """).fetchone()[0]
+
+
+def stage_check(con: duckdb.DuckDBPyConnection, root: Path, since: dt.datetime | None = None) -> None:
+    """Fill the temp table the landing view log_lake reads (one row per lake table); `since` as in
+    reconcile."""
+    rows = reconcile(con, root, since)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {RECONCILIATION_TABLE} (lake_table VARCHAR, log_rows BIGINT, "
                 "lake_rows BIGINT, log_checksum VARCHAR, lake_checksum VARCHAR, lake_root VARCHAR)")
     con.executemany(f"INSERT INTO {RECONCILIATION_TABLE} VALUES (?, ?, ?, ?, ?, ?)",

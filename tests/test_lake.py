@@ -160,3 +160,53 @@ def test_the_lake_check_fails_on_tampering(ingested, tamper, table):
     with pytest.raises(lake.LakeMismatch, match=table):
         with writer(ingested) as con:
             lake.require_match(con, ingested.lake)
+
+
+def _lake_result(settings: Settings, run_id: str, full_checks: bool = False):
+    outcome = validate(settings, "landing", run_id, full_checks=full_checks)
+    (result,) = [r for r in outcome.results if r.check_id == CHECK.check_id]
+    return result
+
+
+def _parts_of(root: Path, source: str) -> list[Path]:
+    return sorted((root / "events" / f"source={source}").rglob("part-*.parquet"))
+
+
+def test_a_night_compares_every_count_and_the_checksums_since_the_last_pass(tmp_settings, small_landing):
+    """A night's lake check: the row counts of every table (a part lost anywhere fails it), the
+    checksums of the rows committed since the start of the last passing lake check; the full
+    checks compare every checksum. A failure keeps that start, so the next night fails again."""
+    step_ingest(small_landing, tmp_settings, run_id="lake-1", sources=["ehr"])
+    first = _lake_result(tmp_settings, "lake-1")
+    assert first.status == "passed" and not first.detail          # no earlier pass: every row
+    old_part = _parts_of(tmp_settings.lake, "ehr")[0]
+    alter_one_row(old_part, "payload")                             # compared at that pass; same count
+
+    step_ingest(small_landing, tmp_settings, run_id="lake-2", sources=["dosing", "notes"])
+    new_part = _parts_of(tmp_settings.lake, "dosing")[0]           # committed after the pass
+    alter_one_row(new_part, "payload")
+    assert _lake_result(tmp_settings, "lake-2").status == "failed"
+    assert _lake_result(tmp_settings, "lake-3").status == "failed", "the window stays at the last pass"
+
+    new_part.unlink()                                              # written again from the log
+    step_lake_sync(tmp_settings)
+    night = _lake_result(tmp_settings, "lake-4")
+    assert night.status == "passed" and night.detail.startswith("read for the night"), night
+    assert _lake_result(tmp_settings, "lake-4-full", full_checks=True).status == "failed"
+
+    old_part.unlink()                                              # a lost part: the count differs
+    result = _lake_result(tmp_settings, "lake-5")
+    assert (result.status, result.failing_keys_sample) == ("failed", ["events"])
+
+
+def test_a_window_after_every_commit_compares_the_counts_only(ingested):
+    """reconcile(since=...) counts every row and sums the checksums of the rows after `since`
+    only: with a time after every commit, those sums are 0 on both sides."""
+    import datetime as dt
+
+    with writer(ingested) as con:
+        whole = lake.reconcile(con, ingested.lake)
+        window = lake.reconcile(con, ingested.lake, since=dt.datetime(2999, 1, 1))
+    assert in_step(whole)
+    assert [(r["log_rows"], r["lake_rows"]) for r in whole] == [(r["log_rows"], r["lake_rows"]) for r in window]
+    assert all(r["log_checksum"] == r["lake_checksum"] == "0" for r in window)

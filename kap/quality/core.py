@@ -104,13 +104,21 @@ def resolve_now(con: duckdb.DuckDBPyConnection, run_id: str, as_of: str | None) 
     return str(row[0]) if row and row[0] is not None else None
 
 
+LAKE_NIGHT_DETAIL = ("read for the night: the row counts of every table, the checksums of the rows committed "
+                     "since {since} (the start of the last landing validation whose lake check passed); "
+                     "the full checks compare the checksums of every row")
+
+
 def validate(settings: Settings, stage: str, run_id: str, as_of: str | None = None,
              checks: list[Check] | None = None, full_checks: bool = False) -> ValidationOutcome:
     """Run the catalogue's checks of one stage, store them in dq.*, write the HTML report.
 
     full_checks: the checks on the log's current state read every record; without it (and
     without as_of) a night reads the records it sent and every record with a failing version
-    (kap.quality.runner.night_scope), which finds the same failures.
+    (kap.quality.runner.night_scope), which finds the same failures, and the lake check compares
+    every row count but only the checksums of the rows committed since its last pass
+    (kap.lake.night_since): a part lost or copied is found on any night, a part altered in place
+    before that pass by the full checks.
 
     Raises CriticalCheckFailed (after storing) when a critical check failed.
     """
@@ -122,13 +130,20 @@ def validate(settings: Settings, stage: str, run_id: str, as_of: str | None = No
     started = _utcnow()
     with writer(settings) as con:
         ensure_dq_schema(con)
+        lake_since = None
         if any(c.target == "landing.log_lake" for c in checks):
             from kap import lake
 
-            lake.stage_check(con, settings.lake)
+            # a night compares every row count, and the checksums of what came since the last pass
+            lake_since = None if full_checks or as_of is not None else lake.night_since(con)
+            lake.stage_check(con, settings.lake, lake_since)
         now = resolve_now(con, run_id, as_of)
         log.info("validating %s: %d checks (now = %s)", stage, len(checks), now)
         results = run_checks(con, checks, run_id, now, full=full_checks or as_of is not None)
+        if lake_since is not None:
+            for result in results:
+                if result.target == "landing.log_lake" and result.status != "not_run" and not result.detail:
+                    result.detail = LAKE_NIGHT_DETAIL.format(since=lake_since.isoformat(sep=" ", timespec="seconds"))
         outcome = ValidationOutcome(run_id, stage, "passed", results, checked_now=now)
         outcome.status = "failed" if outcome.failed_critical else "warning" if outcome.failed_warning else "passed"
         report_path = settings.dq_dir / f"{safe_name(run_id)}.html"
