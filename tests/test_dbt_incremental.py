@@ -229,6 +229,9 @@ def test_incremental_build_after_corrections_equals_full_refresh(night2_built, t
     assert [m for m in sorted(INCREMENTAL) if not is_delta(compiled_run_sql(settings, m))] == []
     # the touched patients were computed once and read as a key list, pushed into the event-log scan
     assert "record_patient_key in ('" in compiled_run_sql(settings, "intermediate/int_doses_unified.sql")
+    # ... or, where a model is faster so (kap_incremental_config(..., touched='subquery')), as a subquery
+    assert "record_patient_key in (select patient_key from" in compiled_run_sql(
+        settings, "intermediate/int_patient_episodes.sql")
     assert_nightly_meta(settings)
     incremental = table_checksums(settings)
 

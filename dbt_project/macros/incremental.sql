@@ -29,16 +29,24 @@
     plain Parquet tables take no DELETE, and a hook is one statement): the filter is then `1 = 1`
     and the hooks are not set. Equal results, more work per night (docs/scaling.md). -#}
 
-{% macro kap_incremental_config(kind) -%}
-    {{ return(adapter.dispatch('kap_incremental_config', 'kap')(kind)) }}
+{#- touched: how a DELTA of a `patient` model reads the touched patients - 'list' (the keys inlined:
+    DuckDB pushes them into the model's scan of the event log) or 'subquery' (a semi-join on
+    stg_raw__touched_patients, faster where the list would be matched against a large join or
+    aggregate; chosen per model from the nightly build's node times, README "Performance"). -#}
+{% macro kap_incremental_config(kind, touched='list') -%}
+    {{ return(adapter.dispatch('kap_incremental_config', 'kap')(kind, touched)) }}
 {%- endmacro %}
-{% macro duckdb__kap_incremental_config(kind) -%}
+{% macro duckdb__kap_incremental_config(kind, touched='list') -%}
+    {%- if touched not in ('list', 'subquery') -%}
+        {{ exceptions.raise_compiler_error("kap_incremental_config: touched must be 'list' or 'subquery', got " ~ touched) }}
+    {%- endif -%}
     {%- do config(materialized='incremental', incremental_strategy='append',
                   on_schema_change='sync_all_columns',
+                  meta={'kap_touched_patients': touched},
                   pre_hook="{{ kap_incremental_prune('" ~ kind ~ "') }}",
                   post_hook="{{ kap_incremental_mark('" ~ kind ~ "') }}") -%}
 {%- endmacro %}
-{% macro spark__kap_incremental_config(kind) -%}
+{% macro spark__kap_incremental_config(kind, touched='list') -%}
     {%- do config(materialized='table') -%}
 {%- endmacro %}
 
@@ -161,15 +169,16 @@
     patient this model needs; recomputing more patients gives the same rows); else none. -#}
 {% macro kap_touched_patients_listed(watermark) -%}
     {%- if not execute -%}{{ return(none) }}{%- endif -%}
-    {{ return(kap_touched_list(ref('stg_raw__touched_patients'), 'touched_since <= ' ~ watermark)) }}
+    {%- set inline = (config.get('meta') or {}).get('kap_touched_patients', 'list') != 'subquery' -%}
+    {{ return(kap_touched_list(ref('stg_raw__touched_patients'), 'touched_since <= ' ~ watermark, inline=inline)) }}
 {%- endmacro %}
 
 {#- The keys of the touched set `touched` as SQL for `in (...)`: a quoted list, a subquery when
     longer than kap_touched_list_max() or when `inline` is false, an empty subquery when nobody was
     touched; none when the set does not exist or was not built for the log as it is now with its
     header row's touched_since meeting `since` (SQL). One query: the header check, the count and the list.
-    The models inline the list: DuckDB pushes it into their scan of the event log. A data test on a
-    staging view is faster with the subquery (measured at 10k and 50k patients: README, "Performance"). -#}
+    A model chooses its form in kap_incremental_config(kind, touched=...); a data test on a staging
+    view reads the subquery (measured at 10k and 50k patients: README, "Performance"). -#}
 {% macro kap_touched_list(touched, since, inline=true) -%}
     {%- if adapter.get_relation(database=touched.database, schema=touched.schema, identifier=touched.identifier) is none -%}
         {{ return(none) }}

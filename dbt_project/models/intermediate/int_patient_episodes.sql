@@ -12,8 +12,10 @@
     patient's next episode starts, so every activity falls in exactly one episode
     (macro episode_window_join).
     Incremental per patient (macros/incremental.sql): every row is one patient's, computed from
-    that patient's records only, so a nightly build recomputes just the touched patients. -#}
-{{ kap_incremental_config('patient') }}
+    that patient's records only, so a nightly build recomputes just the touched patients. It reads
+    them as a subquery, not an inlined list: its seven filtered reads took 0.65 s against 1.03 s at
+    10k patients, 1.2 s against 4.9 s at 50k (README, "Performance"). -#}
+{{ kap_incremental_config('patient', touched='subquery') }}
 with ehr_episodes as (
     select
         episode_id as episode_key,
