@@ -40,14 +40,17 @@ def _ingest(tmp_path: Path, edit) -> tuple[Settings, object]:
     return settings, step_ingest(land, settings)
 
 
-def _quarantine(settings: Settings, path: str) -> list[tuple]:
+def _rows(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
-        return con.execute("""SELECT q.line_number, q.reason_code, q.detail FROM raw.quarantine q
-                              JOIN raw.ingest_files f USING (file_id) WHERE f.path = ? ORDER BY 1""",
-                           [path]).fetchall()
+        return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
+
+
+def _quarantine(settings: Settings, path: str) -> list[tuple]:
+    return _rows(settings, """SELECT q.line_number, q.reason_code, q.detail FROM raw.quarantine q
+                              JOIN raw.ingest_files f USING (file_id) WHERE f.path = ? ORDER BY 1""", [path])
 
 
 def _append_dosing_row(land: Path, dosing_id: str, clinician_id: str = "cl-1") -> None:
@@ -136,10 +139,6 @@ def test_a_row_read_in_the_clinic_zone_keeps_its_identifier_check(tmp_path, monk
     settings, _ = _ingest(tmp_path, edit)
     bad = [r for r in _quarantine(settings, DOSING) if r[1] == "invalid_identifier"]
     assert len(bad) == 1 and bad[0][2].startswith("clinician_id does not match"), bad
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    try:
-        good = con.execute("SELECT payload->>'time_zone_assumed', payload->>'start_at' FROM raw.events "
-                           "WHERE source_record_id LIKE '%d-97%'").fetchall()
-    finally:
-        con.close()
+    good = _rows(settings, "SELECT payload->>'time_zone_assumed', payload->>'start_at' FROM raw.events "
+                           "WHERE source_record_id LIKE '%d-97%'")
     assert good == [("America/Los_Angeles", "2025-05-05T16:10:00Z")], good
